@@ -1,0 +1,191 @@
+// Package config reads the process environment into a typed, validated Config
+// once at start-up; everything else receives the values it needs from it.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// TelegramMode selects how updates reach the bot.
+const (
+	ModePolling = "polling"
+	ModeWebhook = "webhook"
+)
+
+type Config struct {
+	DatabaseURL string `env:"DATABASE_URL"`
+	DataDir     string `env:"DATA_DIR" envDefault:"./data"`
+	ListenAddr  string `env:"LISTEN_ADDR" envDefault:":8080"`
+	PublicURL   string `env:"PUBLIC_URL" envDefault:"http://localhost:8080"`
+	LogLevel    string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat   string `env:"LOG_FORMAT" envDefault:"text"`
+
+	AmoClientID     string `env:"AMOCRM_CLIENT_ID"`
+	AmoClientSecret string `env:"AMOCRM_CLIENT_SECRET"`
+	AmoRedirectURI  string `env:"AMOCRM_REDIRECT_URI"`
+	AmoAPIURL       string `env:"AMOCRM_API_URL"`
+
+	TelegramBotToken      string `env:"TELEGRAM_BOT_TOKEN"`
+	TelegramAPIURL        string `env:"TELEGRAM_API_URL" envDefault:"https://api.telegram.org"`
+	TelegramMode          string `env:"TELEGRAM_MODE" envDefault:"polling"`
+	TelegramWebhookSecret string `env:"TELEGRAM_WEBHOOK_SECRET"`
+
+	// EncryptionKeys come from ENCRYPTION_KEY: comma-separated base64 keys of
+	// 32 bytes; the first encrypts, all decrypt (key rotation).
+	EncryptionKeys [][]byte `env:"-"`
+	encryptionRaw  string
+}
+
+// Error names the variable at fault so start-up can stop with one clear line.
+type Error struct {
+	Var    string
+	Reason string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Var, e.Reason) }
+
+var telegramTokenRe = regexp.MustCompile(`^[0-9]+:[A-Za-z0-9_-]{20,}$`)
+var webhookSecretRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
+
+// Load parses and validates the environment given by getenv.
+func Load(getenv func(string) string) (Config, error) {
+	environ := map[string]string{}
+	for _, name := range []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
+		"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
+		"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY"} {
+		if v := getenv(name); v != "" {
+			environ[name] = v
+		}
+	}
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.encryptionRaw = environ["ENCRYPTION_KEY"]
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	if c.DatabaseURL != "" && !c.UsesPostgres() {
+		return &Error{"DATABASE_URL", "must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite database)"}
+	}
+	if err := checkURL(c.PublicURL); err != nil {
+		return &Error{"PUBLIC_URL", err.Error()}
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+
+	if (c.AmoClientID == "") != (c.AmoClientSecret == "") {
+		return &Error{"AMOCRM_CLIENT_SECRET", "AMOCRM_CLIENT_ID and AMOCRM_CLIENT_SECRET must be set together"}
+	}
+	if c.AmoRedirectURI == "" {
+		c.AmoRedirectURI = c.PublicURL + "/oauth/amocrm/callback"
+	} else if err := checkURL(c.AmoRedirectURI); err != nil {
+		return &Error{"AMOCRM_REDIRECT_URI", err.Error()}
+	}
+	if c.AmoAPIURL != "" {
+		if err := checkURL(c.AmoAPIURL); err != nil {
+			return &Error{"AMOCRM_API_URL", err.Error()}
+		}
+		c.AmoAPIURL = strings.TrimRight(c.AmoAPIURL, "/")
+	}
+
+	if c.TelegramBotToken != "" && !telegramTokenRe.MatchString(c.TelegramBotToken) {
+		return &Error{"TELEGRAM_BOT_TOKEN", "does not look like a bot token (123456:ABC...)"}
+	}
+	if err := checkURL(c.TelegramAPIURL); err != nil {
+		return &Error{"TELEGRAM_API_URL", err.Error()}
+	}
+	c.TelegramAPIURL = strings.TrimRight(c.TelegramAPIURL, "/")
+	switch c.TelegramMode {
+	case ModePolling, ModeWebhook:
+	default:
+		return &Error{"TELEGRAM_MODE", fmt.Sprintf("must be %q or %q, got %q", ModePolling, ModeWebhook, c.TelegramMode)}
+	}
+	if c.TelegramWebhookSecret != "" && !webhookSecretRe.MatchString(c.TelegramWebhookSecret) {
+		return &Error{"TELEGRAM_WEBHOOK_SECRET", "1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"}
+	}
+
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{"LOG_LEVEL", "must be debug, info, warn or error"}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return &Error{"LOG_FORMAT", "must be text or json"}
+	}
+
+	if c.encryptionRaw != "" {
+		for i, part := range strings.Split(c.encryptionRaw, ",") {
+			key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+			if err != nil || len(key) != 32 {
+				return &Error{"ENCRYPTION_KEY", fmt.Sprintf("key %d must be base64 of exactly 32 bytes (openssl rand -base64 32)", i+1)}
+			}
+			c.EncryptionKeys = append(c.EncryptionKeys, key)
+		}
+	} else if c.UsesPostgres() {
+		// A shared database is a production install: a key generated on one
+		// replica's disk would leave the others unable to read the tokens.
+		return &Error{"ENCRYPTION_KEY", "required when DATABASE_URL is set (openssl rand -base64 32)"}
+	}
+	return nil
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("must be an absolute http(s) URL")
+	}
+	return nil
+}
+
+// UsesPostgres reports whether DATABASE_URL selects PostgreSQL.
+func (c Config) UsesPostgres() bool {
+	return strings.HasPrefix(c.DatabaseURL, "postgres://") || strings.HasPrefix(c.DatabaseURL, "postgresql://")
+}
+
+// AmoConfigured reports whether the amoCRM integration credentials are present.
+func (c Config) AmoConfigured() bool { return c.AmoClientID != "" }
+
+// TelegramConfigured reports whether a bot token is present.
+func (c Config) TelegramConfigured() bool { return c.TelegramBotToken != "" }
+
+// String prints the configuration with every secret masked.
+func (c Config) String() string {
+	db := "sqlite (" + c.DataDir + ")"
+	if c.UsesPostgres() {
+		db = maskURL(c.DatabaseURL)
+	}
+	return fmt.Sprintf("database=%s listen=%s public_url=%s amocrm_client_id=%s amocrm_client_secret=%s amocrm_redirect_uri=%s amocrm_api_url=%s telegram_token=%s telegram_api_url=%s telegram_mode=%s encryption_keys=%d",
+		db, c.ListenAddr, c.PublicURL, c.AmoClientID, mask(c.AmoClientSecret), c.AmoRedirectURI, c.AmoAPIURL,
+		mask(c.TelegramBotToken), c.TelegramAPIURL, c.TelegramMode, len(c.EncryptionKeys))
+}
+
+func mask(s string) string {
+	if s == "" {
+		return "(unset)"
+	}
+	return "[REDACTED]"
+}
+
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[REDACTED]"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.Redacted()
+}

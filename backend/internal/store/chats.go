@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+)
+
+type chatRow struct {
+	ID        int64 `gorm:"primaryKey;autoIncrement:false"`
+	AccountID int64
+	Title     string
+	Type      string
+	Active    bool
+	LinkedBy  int64
+	LinkedAt  time.Time
+	UpdatedAt time.Time
+}
+
+func (chatRow) TableName() string { return "chats" }
+
+func (r chatRow) toChat() dispatch.Chat {
+	return dispatch.Chat{ID: r.ID, AccountID: r.AccountID, Title: r.Title, Type: dispatch.ChatType(r.Type),
+		Active: r.Active, LinkedBy: r.LinkedBy, LinkedAt: r.LinkedAt, UpdatedAt: r.UpdatedAt}
+}
+
+// LinkChat links a Telegram chat to an account. A chat belongs to one
+// account: while it is active under another account the link is refused with
+// ErrChatTaken; an inactive chat (bot was removed) may be linked anew.
+func (db *DB) LinkChat(ctx context.Context, c dispatch.Chat) (dispatch.Chat, error) {
+	now := db.utcNow()
+	var out chatRow
+	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var existing chatRow
+		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", c.ID).Take(&existing).Error
+		switch {
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			out = chatRow{ID: c.ID, AccountID: c.AccountID, Title: c.Title, Type: string(c.Type), Active: true,
+				LinkedBy: c.LinkedBy, LinkedAt: now, UpdatedAt: now}
+			return tx.Create(&out).Error
+		case err != nil:
+			return err
+		}
+		if existing.Active && existing.AccountID != c.AccountID {
+			return dispatch.ErrChatTaken
+		}
+		out = existing
+		if !existing.Active || existing.AccountID != c.AccountID {
+			out.LinkedAt, out.LinkedBy = now, c.LinkedBy
+		}
+		out.AccountID, out.Title, out.Type, out.Active, out.UpdatedAt = c.AccountID, c.Title, string(c.Type), true, now
+		return tx.Save(&out).Error
+	})
+	if errors.Is(err, dispatch.ErrChatTaken) {
+		return dispatch.Chat{}, fmt.Errorf("chat %d: %w", c.ID, dispatch.ErrChatTaken)
+	}
+	if err != nil {
+		return dispatch.Chat{}, translate(err, "link chat")
+	}
+	return out.toChat(), nil
+}
+
+// Chat returns a chat by its Telegram id (used where the chat itself is the
+// credential: an update arriving from it).
+func (db *DB) Chat(ctx context.Context, chatID int64) (dispatch.Chat, error) {
+	var r chatRow
+	if err := db.gorm.WithContext(ctx).Where("id = ?", chatID).Take(&r).Error; err != nil {
+		return dispatch.Chat{}, translate(err, fmt.Sprintf("chat %d", chatID))
+	}
+	return r.toChat(), nil
+}
+
+// Chats lists an account's chats, active first.
+func (db *DB) Chats(ctx context.Context, accountID int64) ([]dispatch.Chat, error) {
+	var rows []chatRow
+	err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Order("active DESC, linked_at").Find(&rows).Error
+	if err != nil {
+		return nil, translate(err, "chats")
+	}
+	out := make([]dispatch.Chat, len(rows))
+	for i, r := range rows {
+		out[i] = r.toChat()
+	}
+	return out, nil
+}
+
+// DeactivateChat marks a chat inactive (the bot left or was removed).
+func (db *DB) DeactivateChat(ctx context.Context, chatID int64) (bool, error) {
+	res := db.gorm.WithContext(ctx).Model(&chatRow{}).Where("id = ? AND active = ?", chatID, true).
+		Updates(map[string]any{"active": false, "updated_at": db.utcNow()})
+	return res.RowsAffected > 0, translate(res.Error, "deactivate chat")
+}
+
+// MigrateChat moves a group's link to the supergroup that replaced it. It is
+// idempotent: Telegram announces a migration in both chats.
+func (db *DB) MigrateChat(ctx context.Context, oldID, newID int64, newType dispatch.ChatType) (bool, error) {
+	res := db.gorm.WithContext(ctx).Model(&chatRow{}).Where("id = ?", oldID).
+		Updates(map[string]any{"id": newID, "type": string(newType), "updated_at": db.utcNow()})
+	if res.Error != nil {
+		if errors.Is(translate(res.Error, ""), dispatch.ErrConflict) {
+			return false, nil // the new id is already linked: the migration was applied
+		}
+		return false, translate(res.Error, "migrate chat")
+	}
+	return res.RowsAffected > 0, nil
+}
+
+type executorRow struct {
+	TelegramID   int64 `gorm:"primaryKey;autoIncrement:false"`
+	FirstName    string
+	LastName     string
+	Username     string
+	LanguageCode string
+	Started      bool
+	Blocked      bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+func (executorRow) TableName() string { return "executors" }
+
+// SaveExecutor records a Telegram user's current profile. started marks that
+// they opened a private chat with the bot (and unblocks them if they had blocked it).
+func (db *DB) SaveExecutor(ctx context.Context, e dispatch.Executor, started bool) error {
+	now := db.utcNow()
+	row := executorRow{TelegramID: e.TelegramID, FirstName: e.FirstName, LastName: e.LastName, Username: e.Username,
+		LanguageCode: e.LanguageCode, Started: started, CreatedAt: now, UpdatedAt: now}
+	cols := []string{"first_name", "last_name", "username", "language_code", "updated_at"}
+	if started {
+		cols = append(cols, "started", "blocked")
+	}
+	err := db.gorm.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "telegram_id"}},
+		DoUpdates: clause.AssignmentColumns(cols),
+	}).Create(&row).Error
+	return translate(err, "save executor")
+}
+
+// Executor returns a known Telegram user.
+func (db *DB) Executor(ctx context.Context, telegramID int64) (dispatch.Executor, error) {
+	var r executorRow
+	if err := db.gorm.WithContext(ctx).Where("telegram_id = ?", telegramID).Take(&r).Error; err != nil {
+		return dispatch.Executor{}, translate(err, fmt.Sprintf("executor %d", telegramID))
+	}
+	return dispatch.Executor{TelegramID: r.TelegramID, FirstName: r.FirstName, LastName: r.LastName, Username: r.Username,
+		LanguageCode: r.LanguageCode, Started: r.Started, Blocked: r.Blocked}, nil
+}
+
+// SetExecutorBlocked records that the user blocked (or unblocked) the bot.
+func (db *DB) SetExecutorBlocked(ctx context.Context, telegramID int64, blocked bool) error {
+	err := db.gorm.WithContext(ctx).Model(&executorRow{}).Where("telegram_id = ?", telegramID).
+		Updates(map[string]any{"blocked": blocked, "updated_at": db.utcNow()}).Error
+	return translate(err, "set executor blocked")
+}

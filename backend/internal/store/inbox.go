@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+)
+
+type pipelineRow struct {
+	AccountID int64 `gorm:"primaryKey;autoIncrement:false"`
+	ID        int64 `gorm:"primaryKey;autoIncrement:false"`
+	Name      string
+	Sort      int
+	IsMain    bool
+}
+
+func (pipelineRow) TableName() string { return "pipelines" }
+
+type stageRow struct {
+	AccountID  int64 `gorm:"primaryKey;autoIncrement:false"`
+	PipelineID int64 `gorm:"primaryKey;autoIncrement:false"`
+	ID         int64 `gorm:"primaryKey;autoIncrement:false"`
+	Name       string
+	Sort       int
+}
+
+func (stageRow) TableName() string { return "stages" }
+
+// ReplacePipelines stores the account's funnels as amoCRM reported them.
+func (db *DB) ReplacePipelines(ctx context.Context, accountID int64, pipelines []dispatch.Pipeline) error {
+	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Where("account_id = ?", accountID).Delete(&stageRow{}).Error; err != nil {
+			return err
+		}
+		if err := tx.Where("account_id = ?", accountID).Delete(&pipelineRow{}).Error; err != nil {
+			return err
+		}
+		for _, p := range pipelines {
+			if err := tx.Create(&pipelineRow{AccountID: accountID, ID: p.ID, Name: p.Name, Sort: p.Sort, IsMain: p.IsMain}).Error; err != nil {
+				return err
+			}
+			for _, s := range p.Stages {
+				if err := tx.Create(&stageRow{AccountID: accountID, PipelineID: p.ID, ID: s.ID, Name: s.Name, Sort: s.Sort}).Error; err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return translate(err, "replace pipelines")
+}
+
+// Pipelines returns the account's stored funnels with their stages in amoCRM's order.
+func (db *DB) Pipelines(ctx context.Context, accountID int64) ([]dispatch.Pipeline, error) {
+	var ps []pipelineRow
+	if err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Order("sort, id").Find(&ps).Error; err != nil {
+		return nil, translate(err, "pipelines")
+	}
+	var ss []stageRow
+	if err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Order("sort, id").Find(&ss).Error; err != nil {
+		return nil, translate(err, "stages")
+	}
+	out := make([]dispatch.Pipeline, len(ps))
+	index := map[int64]int{}
+	for i, p := range ps {
+		out[i] = dispatch.Pipeline{ID: p.ID, Name: p.Name, Sort: p.Sort, IsMain: p.IsMain}
+		index[p.ID] = i
+	}
+	for _, s := range ss {
+		if i, ok := index[s.PipelineID]; ok {
+			out[i].Stages = append(out[i].Stages, dispatch.Stage{ID: s.ID, Name: s.Name, Sort: s.Sort})
+		}
+	}
+	return out, nil
+}
+
+type updateRow struct {
+	UpdateID     int64 `gorm:"primaryKey;autoIncrement:false"`
+	Payload      string
+	ReceivedAt   time.Time
+	ClaimedBy    string
+	ClaimedUntil int64
+	Attempts     int
+	LastError    string
+	ProcessedAt  *time.Time
+}
+
+func (updateRow) TableName() string { return "telegram_updates" }
+
+// StoredUpdate is a Telegram update waiting to be processed.
+type StoredUpdate struct {
+	ID       int64
+	Payload  []byte
+	Attempts int
+}
+
+// SaveUpdates stores Telegram updates, ignoring ids already stored, in one
+// transaction: when it returns nil every update is durable and may be confirmed.
+func (db *DB) SaveUpdates(ctx context.Context, updates []StoredUpdate) (inserted int, err error) {
+	if len(updates) == 0 {
+		return 0, nil
+	}
+	now := db.utcNow()
+	rows := make([]updateRow, len(updates))
+	for i, u := range updates {
+		rows[i] = updateRow{UpdateID: u.ID, Payload: string(u.Payload), ReceivedAt: now}
+	}
+	res := db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&rows)
+	if res.Error != nil {
+		return 0, translate(res.Error, "save updates")
+	}
+	return int(res.RowsAffected), nil
+}
+
+// ClaimUpdates leases up to limit unprocessed updates to owner, oldest first.
+// Each row is taken with a conditional UPDATE, so two processes never work the
+// same update at once; an expired lease (crashed worker) is taken over.
+func (db *DB) ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]StoredUpdate, error) {
+	now := db.nowMillis()
+	var candidates []updateRow
+	err := db.gorm.WithContext(ctx).Select("update_id").
+		Where("processed_at IS NULL AND claimed_until <= ?", now).
+		Order("update_id").Limit(limit).Find(&candidates).Error
+	if err != nil {
+		return nil, translate(err, "claim updates")
+	}
+	var out []StoredUpdate
+	for _, c := range candidates {
+		res := db.gorm.WithContext(ctx).Model(&updateRow{}).
+			Where("update_id = ? AND processed_at IS NULL AND claimed_until <= ?", c.UpdateID, now).
+			Updates(map[string]any{"claimed_by": owner, "claimed_until": now + lease.Milliseconds(), "attempts": gorm.Expr("attempts + 1")})
+		if res.Error != nil {
+			return out, translate(res.Error, "claim update")
+		}
+		if res.RowsAffected == 0 {
+			continue
+		}
+		var r updateRow
+		if err := db.gorm.WithContext(ctx).Where("update_id = ?", c.UpdateID).Take(&r).Error; err != nil {
+			return out, translate(err, "read claimed update")
+		}
+		out = append(out, StoredUpdate{ID: r.UpdateID, Payload: []byte(r.Payload), Attempts: r.Attempts})
+	}
+	return out, nil
+}
+
+// FinishUpdate marks an update processed, or records the error and releases
+// it for a retry after backoff.
+func (db *DB) FinishUpdate(ctx context.Context, id int64, owner string, procErr error, backoff time.Duration) error {
+	updates := map[string]any{}
+	if procErr == nil {
+		updates["processed_at"] = db.utcNow()
+		updates["last_error"] = ""
+	} else {
+		updates["last_error"] = truncate(procErr.Error(), 500)
+		updates["claimed_until"] = db.nowMillis() + backoff.Milliseconds()
+	}
+	err := db.gorm.WithContext(ctx).Model(&updateRow{}).Where("update_id = ? AND claimed_by = ?", id, owner).Updates(updates).Error
+	return translate(err, "finish update")
+}
+
+// MaxUpdateID is the highest stored update id: polling resumes after it.
+func (db *DB) MaxUpdateID(ctx context.Context) (int64, error) {
+	var max *int64
+	err := db.gorm.WithContext(ctx).Model(&updateRow{}).Select("MAX(update_id)").Scan(&max).Error
+	if err != nil || max == nil {
+		return 0, translate(err, "max update id")
+	}
+	return *max, nil
+}
+
+// PendingUpdates counts stored updates not yet processed.
+func (db *DB) PendingUpdates(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.gorm.WithContext(ctx).Model(&updateRow{}).Where("processed_at IS NULL").Count(&n).Error
+	return n, translate(err, "pending updates")
+}
+
+type eventRow struct {
+	ID          string `gorm:"primaryKey"`
+	AccountID   int64
+	Body        string
+	ReceivedAt  time.Time
+	ProcessedAt *time.Time
+}
+
+func (eventRow) TableName() string { return "amocrm_events" }
+
+// SaveEvent durably stores one amoCRM webhook delivery for the account.
+func (db *DB) SaveEvent(ctx context.Context, accountID int64, body []byte) (string, error) {
+	id := uuid.NewString()
+	err := db.gorm.WithContext(ctx).Create(&eventRow{ID: id, AccountID: accountID, Body: string(body), ReceivedAt: db.utcNow()}).Error
+	return id, translate(err, "save event")
+}
+
+// CountEvents returns how many webhook deliveries an account has stored.
+func (db *DB) CountEvents(ctx context.Context, accountID int64) (int64, error) {
+	var n int64
+	err := db.gorm.WithContext(ctx).Model(&eventRow{}).Where("account_id = ?", accountID).Count(&n).Error
+	return n, translate(err, "count events")
+}
+
+type leaseRow struct {
+	Name      string `gorm:"primaryKey"`
+	Owner     string
+	ExpiresAt int64
+}
+
+func (leaseRow) TableName() string { return "leases" }
+
+// AcquireLease takes or renews the named lease for owner; it succeeds when the
+// lease is free, expired, or already owner's.
+func (db *DB) AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	now := db.nowMillis()
+	res := db.gorm.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "name"}},
+		DoUpdates: clause.AssignmentColumns([]string{"owner", "expires_at"}),
+		Where: clause.Where{Exprs: []clause.Expression{
+			clause.Expr{SQL: "leases.owner = ? OR leases.expires_at < ?", Vars: []any{owner, now}},
+		}},
+	}).Create(&leaseRow{Name: name, Owner: owner, ExpiresAt: now + ttl.Milliseconds()})
+	if res.Error != nil {
+		return false, translate(res.Error, "acquire lease")
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// ReleaseLease gives the lease up if owner holds it.
+func (db *DB) ReleaseLease(ctx context.Context, name, owner string) error {
+	err := db.gorm.WithContext(ctx).Where("name = ? AND owner = ?", name, owner).Delete(&leaseRow{}).Error
+	return translate(err, "release lease")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+

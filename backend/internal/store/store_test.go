@@ -1,0 +1,196 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+)
+
+func install(t *testing.T, db *store.DB, id int64) dispatch.Account {
+	t.Helper()
+	a, err := db.SaveInstallation(context.Background(), store.Installation{
+		ID: id, Subdomain: "acc", Domain: "acc.amocrm.ru", Name: "Acc", Language: "ru",
+		Tokens: dispatch.Tokens{Access: "access-1", Refresh: "refresh-1", ExpiresAt: time.Now().Add(time.Hour)},
+	})
+	if err != nil {
+		t.Fatalf("install %d: %v", id, err)
+	}
+	return a
+}
+
+func TestAccountsAndTokens(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := dbtest.Open(t, kind, nil)
+		a := install(t, db, 42)
+		if a.LinkCode == "" || a.WebhookSecret.Reveal() == "" || a.Status != dispatch.AccountActive {
+			t.Fatalf("new account lacks link code, secret or status: %+v", a)
+		}
+		tok, err := db.Tokens(ctx, 42)
+		if err != nil || tok.Access.Reveal() != "access-1" || tok.Refresh.Reveal() != "refresh-1" {
+			t.Fatalf("tokens = %+v, %v", tok, err)
+		}
+
+		// A reinstall keeps link code and webhook secret, replaces tokens.
+		again, err := db.SaveInstallation(ctx, store.Installation{ID: 42, Subdomain: "acc", Domain: "acc.amocrm.ru",
+			Tokens: dispatch.Tokens{Access: "access-2", Refresh: "refresh-2", ExpiresAt: time.Now().Add(time.Hour)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.LinkCode != a.LinkCode || again.WebhookSecret != a.WebhookSecret {
+			t.Fatal("reinstall must keep the link code and the webhook secret")
+		}
+		if tok, _ := db.Tokens(ctx, 42); tok.Access.Reveal() != "access-2" {
+			t.Fatalf("reinstall did not replace tokens")
+		}
+
+		if got, err := db.AccountByLinkCode(ctx, a.LinkCode); err != nil || got.ID != 42 {
+			t.Fatalf("by link code = %v, %v", got.ID, err)
+		}
+		if _, err := db.AccountByLinkCode(ctx, "nope"); !errors.Is(err, dispatch.ErrNotFound) {
+			t.Fatalf("unknown link code: %v", err)
+		}
+
+		if err := db.SetAccountStatus(ctx, 42, dispatch.AccountDisabled); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Tokens(ctx, 42); !errors.Is(err, dispatch.ErrAccountOff) {
+			t.Fatalf("disabled account tokens: %v", err)
+		}
+		if _, err := db.AccountByLinkCode(ctx, a.LinkCode); !errors.Is(err, dispatch.ErrNotFound) {
+			t.Fatalf("disabled account must not link chats: %v", err)
+		}
+		if err := db.SetAccountStatus(ctx, 999, dispatch.AccountDisabled); !errors.Is(err, dispatch.ErrNotFound) {
+			t.Fatalf("unknown account: %v", err)
+		}
+	})
+}
+
+func TestRefreshLockIsExclusive(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := dbtest.Open(t, kind, nil)
+		install(t, db, 7)
+		var winners atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				ok, err := db.AcquireRefreshLock(ctx, 7, string(rune('a'+i)), time.Minute)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					winners.Add(1)
+				}
+			}(i)
+		}
+		wg.Wait()
+		if winners.Load() != 1 {
+			t.Fatalf("%d holders of one refresh lock", winners.Load())
+		}
+		if err := db.SaveRefreshedTokens(ctx, 7, "not-the-owner", dispatch.Tokens{Access: "x", Refresh: "y"}); !errors.Is(err, dispatch.ErrConflict) {
+			t.Fatalf("a non-holder saved tokens: %v", err)
+		}
+	})
+}
+
+func TestChatsBelongToOneAccount(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := dbtest.Open(t, kind, nil)
+		install(t, db, 1)
+		install(t, db, 2)
+		if _, err := db.LinkChat(ctx, dispatch.Chat{ID: -100, AccountID: 1, Title: "A"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.LinkChat(ctx, dispatch.Chat{ID: -100, AccountID: 2, Title: "B"}); !errors.Is(err, dispatch.ErrChatTaken) {
+			t.Fatalf("second account took an active chat: %v", err)
+		}
+		if chats, _ := db.Chats(ctx, 2); len(chats) != 0 {
+			t.Fatalf("account 2 sees %d chats", len(chats))
+		}
+		if ok, err := db.DeactivateChat(ctx, -100); !ok || err != nil {
+			t.Fatalf("deactivate: %v %v", ok, err)
+		}
+		if _, err := db.LinkChat(ctx, dispatch.Chat{ID: -100, AccountID: 2, Title: "B"}); err != nil {
+			t.Fatalf("inactive chat could not be relinked: %v", err)
+		}
+		if ok, err := db.MigrateChat(ctx, -100, -1000000000100, "supergroup"); !ok || err != nil {
+			t.Fatalf("migrate: %v %v", ok, err)
+		}
+		if ok, err := db.MigrateChat(ctx, -100, -1000000000100, "supergroup"); ok || err != nil {
+			t.Fatalf("second migrate must be a no-op: %v %v", ok, err)
+		}
+		chats, _ := db.Chats(ctx, 2)
+		if len(chats) != 1 || chats[0].ID != -1000000000100 || !chats[0].Active {
+			t.Fatalf("after migration: %+v", chats)
+		}
+	})
+}
+
+func TestUpdatesInbox(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := dbtest.Open(t, kind, nil)
+		n, err := db.SaveUpdates(ctx, []store.StoredUpdate{{ID: 5, Payload: []byte(`{"update_id":5}`)}, {ID: 6, Payload: []byte(`{"update_id":6}`)}})
+		if err != nil || n != 2 {
+			t.Fatalf("save = %d, %v", n, err)
+		}
+		n, err = db.SaveUpdates(ctx, []store.StoredUpdate{{ID: 6, Payload: []byte(`{"update_id":6}`)}})
+		if err != nil || n != 0 {
+			t.Fatalf("duplicate update stored again: %d, %v", n, err)
+		}
+		if max, _ := db.MaxUpdateID(ctx); max != 6 {
+			t.Fatalf("max = %d", max)
+		}
+		a, _ := db.ClaimUpdates(ctx, "a", 10, time.Minute)
+		b, _ := db.ClaimUpdates(ctx, "b", 10, time.Minute)
+		if len(a) != 2 || len(b) != 0 || a[0].ID != 5 {
+			t.Fatalf("claims a=%v b=%v", a, b)
+		}
+		if err := db.FinishUpdate(ctx, 5, "a", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.FinishUpdate(ctx, 6, "a", errors.New("boom"), 0); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := db.ClaimUpdates(ctx, "b", 10, time.Minute)
+		if len(again) != 1 || again[0].ID != 6 || again[0].Attempts != 2 {
+			t.Fatalf("failed update not retried: %+v", again)
+		}
+	})
+}
+
+func TestLeases(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		now := time.Now()
+		var mu sync.Mutex
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		db := dbtest.Open(t, kind, clock)
+		if ok, err := db.AcquireLease(ctx, "poller", "a", time.Second); !ok || err != nil {
+			t.Fatalf("a: %v %v", ok, err)
+		}
+		if ok, _ := db.AcquireLease(ctx, "poller", "b", time.Second); ok {
+			t.Fatal("b took a held lease")
+		}
+		if ok, _ := db.AcquireLease(ctx, "poller", "a", time.Second); !ok {
+			t.Fatal("a could not renew")
+		}
+		mu.Lock()
+		now = now.Add(2 * time.Second)
+		mu.Unlock()
+		if ok, _ := db.AcquireLease(ctx, "poller", "b", time.Second); !ok {
+			t.Fatal("b could not take an expired lease")
+		}
+	})
+}
