@@ -1,0 +1,298 @@
+// Package app wires the configuration, storage, clients and transports into a
+// running dispatcher; cmd/dispatcher's main only calls Run.
+package app
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/config"
+	"github.com/amodispatch/amodispatch/backend/internal/httpapi"
+	"github.com/amodispatch/amodispatch/backend/internal/secret"
+	"github.com/amodispatch/amodispatch/backend/internal/service"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+	"github.com/amodispatch/amodispatch/backend/internal/telegram"
+)
+
+const usage = `usage: dispatcher [serve|migrate|version]
+  serve    run the backend (default)
+  migrate  apply database migrations and exit
+  version  print the version`
+
+// Version is set at build time with -ldflags "-X .../app.Version=...".
+var Version = "dev"
+
+// Run executes the command in args until ctx ends or SIGINT/SIGTERM arrives.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "dispatcher", Version)
+		return nil
+	case "serve", "migrate":
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stdout)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if cmd == "migrate" {
+		db, err := openStore(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		applied, err := db.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations applied", "count", len(applied), "files", applied)
+		return nil
+	}
+
+	a, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return a.Shutdown(shutdownCtx)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func encryptionKeys(cfg config.Config, log *slog.Logger) ([][]byte, error) {
+	if len(cfg.EncryptionKeys) > 0 {
+		return cfg.EncryptionKeys, nil
+	}
+	key, created, err := secret.LoadOrCreateKeyFile(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("ENCRYPTION_KEY not set: generated a key file for the embedded database; back it up with the data directory",
+			"path", filepath.Join(cfg.DataDir, "encryption.key"))
+	}
+	return [][]byte{key}, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
+	keys, err := encryptionKeys(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	box, err := secret.New(keys)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, store.Options{URL: cfg.DatabaseURL, SQLitePath: filepath.Join(cfg.DataDir, "dispatcher.db"), Box: box, Logger: log})
+}
+
+// App is a running dispatcher.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	db      *store.DB
+	http    *fiber.App
+	ln      net.Listener
+	svc     *service.Service
+	bot     *telegram.Bot
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// Start migrates the database, starts the HTTP server and the background
+// workers, and returns once the server is listening.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	log.Info("starting dispatcher", "version", Version, "config", cfg.String())
+	db, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if len(applied) > 0 {
+		log.Info("migrations applied", "files", applied)
+	}
+	keys, _ := encryptionKeys(cfg, log)
+
+	var amo *amocrm.Client
+	if cfg.AmoConfigured() {
+		amo = amocrm.New(amocrm.Options{BaseURL: cfg.AmoAPIURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
+			RedirectURI: cfg.AmoRedirectURI, Logger: log})
+	} else {
+		log.Warn("amoCRM is not configured (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET): installs are refused until it is")
+	}
+	svc := service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
+		StateKey: derive(keys[0], "oauth-state")}, db, amo, log, nil)
+
+	a := &App{cfg: cfg, log: log, db: db, svc: svc}
+	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log}
+	if amo != nil {
+		deps.Installer = svc
+	}
+	if cfg.TelegramConfigured() {
+		a.bot, err = telegram.New(telegram.Options{Token: cfg.TelegramBotToken, APIURL: cfg.TelegramAPIURL, Inbox: db, Chats: svc,
+			Owner: svc.Owner(), Logger: log})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		deps.Telegram = a.bot
+		if cfg.TelegramMode == config.ModeWebhook {
+			deps.TelegramSecret = cfg.TelegramWebhookSecret
+			if deps.TelegramSecret == "" {
+				deps.TelegramSecret = hex.EncodeToString(derive(keys[0], "telegram-webhook:"+cfg.TelegramBotToken))[:48]
+			}
+		}
+	} else {
+		log.Warn("Telegram is not configured (TELEGRAM_BOT_TOKEN): the bot is off")
+	}
+	a.http = httpapi.New(deps)
+
+	a.ln, err = net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	go func() {
+		if err := a.http.Listener(a.ln); err != nil {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("listening", "addr", a.ln.Addr().String())
+
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.startWorkers(wctx, deps.TelegramSecret)
+	return a, nil
+}
+
+func (a *App) startWorkers(ctx context.Context, telegramSecret string) {
+	a.every(ctx, 10*time.Minute, a.svc.RefreshDue)
+	a.every(ctx, 5*time.Minute, a.svc.RetrySetups)
+	if a.bot == nil {
+		return
+	}
+	a.go_(func() { a.bot.Process(ctx, time.Second) })
+	if a.cfg.TelegramMode == config.ModePolling {
+		a.go_(func() { _ = a.bot.Poll(ctx) })
+		return
+	}
+	a.go_(func() {
+		url := a.cfg.PublicURL + "/telegram/webhook"
+		for delay := time.Second; ; delay = min(2*delay, 5*time.Minute) {
+			err := a.bot.SetWebhook(ctx, url, telegramSecret)
+			if err == nil {
+				a.log.Info("telegram webhook set", "url", url)
+				return
+			}
+			a.log.Warn("telegram setWebhook failed, retrying", "err", err, "in", delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+		}
+	})
+}
+
+func (a *App) go_(fn func()) {
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		fn()
+	}()
+}
+
+// every runs fn now and then at each interval until ctx ends.
+func (a *App) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	a.go_(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			fn(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
+func (a *App) ready(ctx context.Context) error {
+	if err := a.db.Ping(ctx); err != nil {
+		return err
+	}
+	return a.db.CheckSchema(ctx)
+}
+
+// Addr is the address the HTTP server listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Service exposes the use cases (tests drive some directly).
+func (a *App) Service() *service.Service { return a.svc }
+
+// Store exposes the database (tests inspect it).
+func (a *App) Store() *store.DB { return a.db }
+
+// Shutdown stops accepting requests, stops the workers and closes the
+// database last.
+func (a *App) Shutdown(ctx context.Context) error {
+	err := a.http.ShutdownWithContext(ctx)
+	a.cancel()
+	done := make(chan struct{})
+	go func() { a.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, errors.New("workers did not stop in time"))
+	}
+	return errors.Join(err, a.db.Close())
+}
+
+func derive(key []byte, purpose string) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(purpose))
+	return mac.Sum(nil)
+}

@@ -1,0 +1,150 @@
+// Package httpapi is the HTTP edge: the fiber app, its routes and the one
+// place where domain errors become HTTP statuses.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/service"
+)
+
+// Installer is the part of the service the OAuth and webhook routes use.
+type Installer interface {
+	Install(ctx context.Context, req service.InstallRequest) (dispatch.Account, error)
+	Disconnect(ctx context.Context, clientUUID, accountID, signature string) error
+	AcceptWebhook(ctx context.Context, accountID, secret string, body []byte) error
+	State() string
+}
+
+// Telegram is the part of the bot the webhook route and the install page use.
+type Telegram interface {
+	Accept(ctx context.Context, raws []json.RawMessage) error
+	StartGroupLink(ctx context.Context, code string) (string, error)
+	Username(ctx context.Context) (string, error)
+}
+
+// Deps are the app's collaborators; Telegram and Installer may be nil when
+// not configured.
+type Deps struct {
+	Installer      Installer
+	Telegram       Telegram
+	TelegramSecret string // X-Telegram-Bot-Api-Secret-Token expected in webhook mode
+	Ready          func(ctx context.Context) error
+	AmoClientID    string
+	Log            *slog.Logger
+}
+
+// New builds the fiber app that main serves and tests drive.
+func New(d Deps) *fiber.App {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	app := fiber.New(fiber.Config{
+		AppName:               "amoDispatch",
+		BodyLimit:             service.MaxWebhookBody,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(d.Log),
+	})
+	h := &handlers{d: d}
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	app.Get("/readyz", h.ready)
+	app.Get("/oauth/amocrm/install", h.installStart)
+	app.Get("/oauth/amocrm/callback", h.oauthCallback)
+	app.Get("/oauth/amocrm/disconnect", h.disconnect)
+	app.Post("/amocrm/webhook/:account/:secret", h.amoWebhook)
+	app.Post("/telegram/webhook", h.telegramWebhook)
+	return app
+}
+
+type handlers struct{ d Deps }
+
+func (h *handlers) ready(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if err := h.d.Ready(ctx); err != nil {
+		h.d.Log.Warn("not ready", "err", err)
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready", "error": err.Error()})
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+func (h *handlers) disconnect(c *fiber.Ctx) error {
+	if h.d.Installer == nil {
+		return dispatch.ErrNotConfigured
+	}
+	if err := h.d.Installer.Disconnect(c.UserContext(), c.Query("client_uuid"), c.Query("account_id"), c.Query("signature")); err != nil {
+		return err
+	}
+	return c.SendString("ok")
+}
+
+func (h *handlers) amoWebhook(c *fiber.Ctx) error {
+	if h.d.Installer == nil {
+		return dispatch.ErrNotConfigured
+	}
+	// The body is stored before we answer; fasthttp's buffer is reused after
+	// the handler returns, so it is copied.
+	body := append([]byte(nil), c.Body()...)
+	if err := h.d.Installer.AcceptWebhook(c.UserContext(), c.Params("account"), c.Params("secret"), body); err != nil {
+		return err
+	}
+	return c.SendString("ok")
+}
+
+func (h *handlers) telegramWebhook(c *fiber.Ctx) error {
+	if h.d.Telegram == nil || h.d.TelegramSecret == "" {
+		return dispatch.ErrNotConfigured
+	}
+	got := c.Get("X-Telegram-Bot-Api-Secret-Token")
+	if subtle.ConstantTimeCompare([]byte(got), []byte(h.d.TelegramSecret)) != 1 {
+		return dispatch.ErrUnauthorized
+	}
+	body := append([]byte(nil), c.Body()...)
+	if !json.Valid(body) {
+		return dispatch.Invalid("body is not JSON")
+	}
+	if err := h.d.Telegram.Accept(c.UserContext(), []json.RawMessage{body}); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusOK)
+}
+
+// errorHandler maps domain errors to statuses; only unexpected errors are
+// logged, and their text never reaches the client.
+func errorHandler(log *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		status, msg := fiber.StatusInternalServerError, "internal error"
+		var fe *fiber.Error
+		switch {
+		case errors.As(err, &fe):
+			status, msg = fe.Code, fe.Message
+		case errors.Is(err, dispatch.ErrInvalid):
+			status, msg = fiber.StatusBadRequest, err.Error()
+		case errors.Is(err, dispatch.ErrUnauthorized):
+			status, msg = fiber.StatusUnauthorized, "unauthorized"
+		case errors.Is(err, dispatch.ErrNotFound):
+			status, msg = fiber.StatusNotFound, "not found"
+		case errors.Is(err, dispatch.ErrAccountOff):
+			status, msg = fiber.StatusGone, "the integration is disabled for this account"
+		case errors.Is(err, dispatch.ErrConflict), errors.Is(err, dispatch.ErrChatTaken):
+			status, msg = fiber.StatusConflict, err.Error()
+		case errors.Is(err, dispatch.ErrNotConfigured):
+			status, msg = fiber.StatusServiceUnavailable, "not configured on this server"
+		}
+		if status >= 500 && status != fiber.StatusServiceUnavailable {
+			log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)
+		}
+		return c.Status(status).JSON(fiber.Map{"error": msg})
+	}
+}

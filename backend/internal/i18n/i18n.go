@@ -1,0 +1,88 @@
+// Package i18n holds every user-facing text in Russian (the default) and English.
+package i18n
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Lang normalises a language hint (amoCRM account language, Telegram
+// language_code, Accept-Language) to "ru" or "en".
+func Lang(hint string) string {
+	h := strings.ToLower(strings.TrimSpace(hint))
+	if strings.HasPrefix(h, "en") {
+		return "en"
+	}
+	return "ru"
+}
+
+// T formats the text key in lang, falling back to Russian.
+func T(lang, key string, args ...any) string {
+	msg, ok := catalog[Lang(lang)][key]
+	if !ok {
+		msg, ok = catalog["ru"][key]
+	}
+	if !ok {
+		return key
+	}
+	if len(args) == 0 {
+		return msg
+	}
+	return fmt.Sprintf(msg, args...)
+}
+
+// Keys lists the keys of a language, for parity tests.
+func Keys(lang string) []string {
+	var out []string
+	for k := range catalog[lang] {
+		out = append(out, k)
+	}
+	return out
+}
+
+var catalog = map[string]map[string]string{
+	"ru": {
+		"link.ok":         "✅ Чат «%s» подключён к аккаунту amoCRM «%s». Сюда будут приходить заказы.",
+		"link.already":    "Этот чат уже подключён к аккаунту amoCRM «%s».",
+		"link.bad_code":   "Код подключения не найден или интеграция отключена. Откройте настройки amoDispatch в amoCRM и добавьте бота по ссылке оттуда.",
+		"link.taken":      "Этот чат уже подключён к другому аккаунту amoCRM. Сначала удалите бота из чата.",
+		"link.usage":      "Чтобы подключить этот чат, добавьте бота по ссылке из настроек amoDispatch в amoCRM или отправьте /link КОД.",
+		"link.not_group":  "Подключить можно только групповой чат. Добавьте бота в группу исполнителей.",
+		"start.private":   "Здравствуйте, %s! Вы зарегистрированы как исполнитель. Сюда бот будет присылать контакты клиентов и заказы, которые вы возьмёте.",
+		"install.title":   "amoDispatch подключён",
+		"install.ok":      "Интеграция установлена в аккаунт «%s».",
+		"install.next":    "Теперь добавьте бота в групповой чат исполнителей — он подключится к этому аккаунту автоматически:",
+		"install.button":  "Добавить бота в группу",
+		"install.code":    "Или отправьте в группе команду:",
+		"install.nobot":   "Telegram-бот ещё не настроен на сервере: добавьте TELEGRAM_BOT_TOKEN и вернитесь к этой странице.",
+		"install.setup":   "Настройка аккаунта не завершилась (%s) и будет повторена автоматически.",
+		"install.failed":  "Не удалось установить интеграцию",
+		"install.denied":  "Установка отменена: доступ к аккаунту не предоставлен.",
+		"install.bad":     "Некорректный запрос установки: %s",
+		"install.again":   "Попробуйте установить интеграцию ещё раз из настроек amoCRM.",
+		"error.internal":  "Внутренняя ошибка сервера. Попробуйте позже.",
+		"error.notconfig": "Интеграция с amoCRM не настроена на сервере.",
+	},
+	"en": {
+		"link.ok":         "✅ Chat “%s” is linked to the amoCRM account “%s”. Orders will be posted here.",
+		"link.already":    "This chat is already linked to the amoCRM account “%s”.",
+		"link.bad_code":   "Link code not found or the integration is disabled. Open the amoDispatch settings in amoCRM and add the bot with the link shown there.",
+		"link.taken":      "This chat is already linked to another amoCRM account. Remove the bot from the chat first.",
+		"link.usage":      "To link this chat, add the bot with the link from the amoDispatch settings in amoCRM or send /link CODE.",
+		"link.not_group":  "Only a group chat can be linked. Add the bot to your executors' group.",
+		"start.private":   "Hello, %s! You are registered as an executor. The bot will send client contacts and the orders you take here.",
+		"install.title":   "amoDispatch is connected",
+		"install.ok":      "The integration is installed in the account “%s”.",
+		"install.next":    "Now add the bot to your executors' group chat — it links to this account automatically:",
+		"install.button":  "Add the bot to a group",
+		"install.code":    "Or send this command in the group:",
+		"install.nobot":   "The Telegram bot is not configured on the server yet: set TELEGRAM_BOT_TOKEN and come back to this page.",
+		"install.setup":   "Account setup did not finish (%s) and will be retried automatically.",
+		"install.failed":  "The integration could not be installed",
+		"install.denied":  "Installation cancelled: access to the account was not granted.",
+		"install.bad":     "Invalid installation request: %s",
+		"install.again":   "Please install the integration again from the amoCRM settings.",
+		"error.internal":  "Internal server error. Please try again later.",
+		"error.notconfig": "The amoCRM integration is not configured on the server.",
+	},
+}

@@ -1,0 +1,45 @@
+package service
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+)
+
+// MaxWebhookBody bounds an amoCRM webhook delivery; real ones are a few KB.
+const MaxWebhookBody = 1 << 20
+
+// AcceptWebhook authenticates an amoCRM webhook delivery by the account's
+// secret and stores it durably. It returns only after the event is stored, so
+// answering 2xx afterwards never loses an event.
+func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam string, body []byte) error {
+	id, err := strconv.ParseInt(accountIDParam, 10, 64)
+	if err != nil || id <= 0 {
+		return fmt.Errorf("webhook: %w", dispatch.ErrNotFound)
+	}
+	a, err := s.db.Account(ctx, id)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(secretParam), []byte(a.WebhookSecret.Reveal())) != 1 {
+		return fmt.Errorf("webhook for account %d: wrong secret: %w", id, dispatch.ErrUnauthorized)
+	}
+	if a.Status != dispatch.AccountActive {
+		return fmt.Errorf("webhook for account %d: %w", id, dispatch.ErrAccountOff)
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil || len(form) == 0 {
+		return dispatch.Invalid("body is not an amoCRM form-urlencoded webhook")
+	}
+	if v := form.Get("account[id]"); v != "" && v != accountIDParam {
+		return dispatch.Invalid("account[id] %q does not match the webhook URL", v)
+	}
+	if _, err := s.db.SaveEvent(ctx, id, body); err != nil {
+		return err
+	}
+	return nil
+}

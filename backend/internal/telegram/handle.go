@@ -1,0 +1,146 @@
+package telegram
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	tgbot "github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
+)
+
+// handle processes one stored update. A returned error means "retry later";
+// updates that can never succeed are logged and return nil.
+func (b *Bot) handle(ctx context.Context, payload []byte) error {
+	var u models.Update
+	if err := json.Unmarshal(payload, &u); err != nil {
+		b.log.Warn("telegram update not understood, skipped", "err", err)
+		return nil
+	}
+	switch {
+	case u.MyChatMember != nil:
+		return b.onMembership(ctx, u.MyChatMember)
+	case u.Message != nil:
+		return b.onMessage(ctx, u.Message)
+	}
+	return nil
+}
+
+func isGroup(t models.ChatType) bool {
+	return t == models.ChatTypeGroup || t == models.ChatTypeSupergroup
+}
+
+func (b *Bot) onMembership(ctx context.Context, m *models.ChatMemberUpdated) error {
+	if !isGroup(m.Chat.Type) {
+		return nil
+	}
+	switch m.NewChatMember.Type {
+	case models.ChatMemberTypeLeft, models.ChatMemberTypeBanned:
+		return b.o.Chats.ChatRemoved(ctx, m.Chat.ID)
+	}
+	return nil
+}
+
+func (b *Bot) onMessage(ctx context.Context, m *models.Message) error {
+	if m.MigrateToChatID != 0 {
+		return b.o.Chats.ChatMigrated(ctx, m.Chat.ID, m.MigrateToChatID)
+	}
+	if m.MigrateFromChatID != 0 {
+		return b.o.Chats.ChatMigrated(ctx, m.MigrateFromChatID, m.Chat.ID)
+	}
+	cmd, arg, ok, err := b.command(ctx, m.Text)
+	if err != nil {
+		return err
+	}
+	if !ok || m.From == nil {
+		return nil
+	}
+	if m.Chat.Type == models.ChatTypePrivate {
+		if cmd == "start" {
+			return b.onPrivateStart(ctx, m)
+		}
+		if cmd == "link" {
+			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.not_group"))
+		}
+		return nil
+	}
+	if !isGroup(m.Chat.Type) {
+		return nil
+	}
+	switch cmd {
+	case "start", "link":
+		return b.onLink(ctx, m, arg)
+	}
+	return nil
+}
+
+// command parses "/cmd", "/cmd arg" and "/cmd@ThisBot arg". A command
+// addressed to another bot is not ours.
+func (b *Bot) command(ctx context.Context, text string) (cmd, arg string, ok bool, err error) {
+	if !strings.HasPrefix(text, "/") {
+		return "", "", false, nil
+	}
+	head, rest, _ := strings.Cut(text[1:], " ")
+	name, target, addressed := strings.Cut(head, "@")
+	if addressed {
+		me, err := b.Username(ctx)
+		if err != nil {
+			return "", "", false, err
+		}
+		if !strings.EqualFold(target, me) {
+			return "", "", false, nil
+		}
+	}
+	return strings.ToLower(name), strings.TrimSpace(rest), true, nil
+}
+
+func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message) error {
+	e := dispatch.Executor{TelegramID: m.From.ID, FirstName: m.From.FirstName, LastName: m.From.LastName,
+		Username: m.From.Username, LanguageCode: m.From.LanguageCode}
+	if err := b.o.Chats.RegisterExecutor(ctx, e); err != nil {
+		return err
+	}
+	return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.private", m.From.FirstName))
+}
+
+func (b *Bot) onLink(ctx context.Context, m *models.Message, code string) error {
+	if code == "" {
+		// A bare /start in a group: tell an already linked chat where it
+		// belongs, otherwise how to link it.
+		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.Active {
+			return b.reply(ctx, m.Chat.ID, i18n.T(a.Language, "link.already", a.Name))
+		}
+		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.usage"))
+	}
+	a, chat, err := b.o.Chats.LinkChat(ctx, code, dispatch.Chat{
+		ID: m.Chat.ID, Title: m.Chat.Title, Type: dispatch.ChatType(m.Chat.Type), LinkedBy: m.From.ID,
+	})
+	switch {
+	case errors.Is(err, dispatch.ErrNotFound):
+		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.bad_code"))
+	case errors.Is(err, dispatch.ErrChatTaken):
+		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.taken"))
+	case err != nil:
+		return err
+	}
+	return b.reply(ctx, chat.ID, i18n.T(a.Language, "link.ok", chat.Title, a.Name))
+}
+
+// reply sends a plain-text message. A chat that no longer accepts messages is
+// not worth retrying.
+func (b *Bot) reply(ctx context.Context, chatID int64, text string) error {
+	_, err := b.api.SendMessage(ctx, &tgbot.SendMessageParams{ChatID: chatID, Text: text})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, tgbot.ErrorForbidden) || errors.Is(err, tgbot.ErrorBadRequest) {
+		b.log.Warn("telegram reply not delivered", "chat_id", chatID, "err", err)
+		return nil
+	}
+	return fmt.Errorf("telegram sendMessage to %d: %w", chatID, err)
+}
