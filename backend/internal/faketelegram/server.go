@@ -6,6 +6,7 @@
 package faketelegram
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -496,6 +497,19 @@ func parseParams(r *http.Request) (params, error) {
 			p[k] = normalizeJSONValue(v)
 		}
 	case "multipart/form-data":
+		// go-telegram/bot sends parameterless methods (getMe) as an empty body
+		// under a multipart content type; Telegram treats that as no parameters.
+		if r.ContentLength == 0 {
+			break
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 50<<20))
+		if err != nil {
+			return p, badRequest("can't parse multipart/form-data request")
+		}
+		if len(body) == 0 {
+			break
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if err := r.ParseMultipartForm(32 << 20); err != nil {
 			return p, badRequest("can't parse multipart/form-data request")
 		}

@@ -1,0 +1,206 @@
+// Package e2e drives the real backend (app.Start: HTTP server, workers,
+// database) over HTTP against the amoCRM and Telegram fakes, once per database.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/app"
+	"github.com/amodispatch/amodispatch/backend/internal/config"
+	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
+	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
+)
+
+const (
+	clientID     = "5f3c1c7e-8a0e-4d5c-9c55-2b6f0e3b1a10"
+	clientSecret = "test-client-secret-0123456789abcdef0123456789abcdef"
+	botToken     = "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+	botName      = "AmoDispatchTestBot"
+	encKey       = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+)
+
+// env is one test world: fakes plus the database they share with every
+// backend process started in it.
+type env struct {
+	t     *testing.T
+	kind  dbtest.Kind
+	amo   *fakeamocrm.Server
+	tg    *faketelegram.Server
+	dbURL string
+	dir   string
+	logs  *syncBuffer
+
+	firstPort int
+	started   bool
+}
+
+type envOption func(*envConfig)
+
+type envConfig struct {
+	amoOpts fakeamocrm.Options
+}
+
+func withAmoOptions(fn func(*fakeamocrm.Options)) envOption {
+	return func(c *envConfig) { fn(&c.amoOpts) }
+}
+
+func newEnv(t *testing.T, kind dbtest.Kind, opts ...envOption) *env {
+	t.Helper()
+	var c envConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	c.amoOpts.ClientID, c.amoOpts.ClientSecret = clientID, clientSecret
+	e := &env{t: t, kind: kind, logs: &syncBuffer{}}
+	e.dbURL, e.dir = dbtest.NewURL(t, kind)
+	e.tg = faketelegram.New(botToken, botName)
+	t.Cleanup(e.tg.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("backend logs:\n%s", e.logs.String())
+		}
+	})
+	// The fake checks redirect_uri against the backend's; every backend of
+	// an env shares one public URL, fixed before any starts.
+	e.amoOpts(&c)
+	return e
+}
+
+func (e *env) amoOpts(c *envConfig) {
+	port := freePort(e.t)
+	c.amoOpts.RedirectURI = fmt.Sprintf("http://127.0.0.1:%d/oauth/amocrm/callback", port)
+	e.amo = fakeamocrm.New(c.amoOpts)
+	e.t.Cleanup(e.amo.Close)
+	e.firstPort = port
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// backend is one running dispatcher process (in this test process).
+type backend struct {
+	*app.App
+	URL string
+}
+
+type backendOption func(map[string]string)
+
+func telegramWebhookMode(vars map[string]string) { vars["TELEGRAM_MODE"] = "webhook" }
+
+// start runs a backend on the env's database and fakes; the first one listens
+// on the public URL the fakes know.
+func (e *env) start(opts ...backendOption) *backend {
+	e.t.Helper()
+	port := e.firstPort
+	if e.started {
+		port = freePort(e.t)
+	}
+	e.started = true
+	vars := map[string]string{
+		"DATABASE_URL":         e.dbURL,
+		"DATA_DIR":             e.dir,
+		"LISTEN_ADDR":          fmt.Sprintf("127.0.0.1:%d", port),
+		"PUBLIC_URL":           fmt.Sprintf("http://127.0.0.1:%d", e.firstPort),
+		"AMOCRM_CLIENT_ID":     clientID,
+		"AMOCRM_CLIENT_SECRET": clientSecret,
+		"AMOCRM_API_URL":       e.amo.URL(),
+		"TELEGRAM_BOT_TOKEN":   botToken,
+		"TELEGRAM_API_URL":     e.tg.URL,
+		"ENCRYPTION_KEY":       encKey,
+		"LOG_LEVEL":            "debug",
+	}
+	for _, o := range opts {
+		o(vars)
+	}
+	cfg, err := config.Load(func(k string) string { return vars[k] })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.Start(context.Background(), cfg, log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b := &backend{App: a, URL: "http://" + a.Addr()}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			e.t.Logf("shutdown: %v", err)
+		}
+	})
+	return b
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func post(t *testing.T, url, contentType, body string, headers ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
