@@ -244,18 +244,20 @@ func (a *App) go_(fn func()) {
 	}()
 }
 
-// every runs fn now and then at each interval until ctx ends.
+// every runs fn a minute after start (catching up after downtime without
+// slowing start-up) and then at each interval until ctx ends.
 func (a *App) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	a.go_(func() {
-		t := time.NewTicker(interval)
+		t := time.NewTimer(time.Minute)
 		defer t.Stop()
 		for {
-			fn(ctx)
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
+			fn(ctx)
+			t.Reset(interval)
 		}
 	})
 }

@@ -97,8 +97,22 @@ func freePort(t *testing.T) int {
 // backend is one running dispatcher process (in this test process).
 type backend struct {
 	*app.App
-	URL string
+	URL  string
+	once sync.Once
 }
+
+// stop shuts the backend down gracefully (once).
+func (b *backend) stop(t *testing.T) {
+	b.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil {
+			t.Logf("shutdown: %v", err)
+		}
+	})
+}
+
+func shutdown(t *testing.T, b *backend) { b.stop(t) }
 
 type backendOption func(map[string]string)
 
@@ -139,13 +153,7 @@ func (e *env) start(opts ...backendOption) *backend {
 		e.t.Fatal(err)
 	}
 	b := &backend{App: a, URL: "http://" + a.Addr()}
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			e.t.Logf("shutdown: %v", err)
-		}
-	})
+	e.t.Cleanup(func() { b.stop(e.t) })
 	return b
 }
 

@@ -123,6 +123,7 @@ func TestInstallSubscribeAndLinkTwoAccounts(t *testing.T) {
 			ca, _ := b.Store().Chats(ctx, accA.ID)
 			return len(ca) == 2
 		})
+		eventually(t, "both replies in group C", func() bool { return len(botTexts(e, groupC.ID)) >= 2 })
 		texts := botTexts(e, groupC.ID)
 		if len(texts) != 2 || !strings.Contains(texts[0], "не найден") || !strings.Contains(texts[1], "подключён") {
 			t.Fatalf("group C replies: %q", texts)

@@ -28,7 +28,6 @@ type Installer interface {
 type Telegram interface {
 	Accept(ctx context.Context, raws []json.RawMessage) error
 	StartGroupLink(ctx context.Context, code string) (string, error)
-	Username(ctx context.Context) (string, error)
 }
 
 // Deps are the app's collaborators; Telegram and Installer may be nil when

@@ -242,4 +242,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
-
