@@ -286,6 +286,12 @@ func (a *API) AddLeadNote(ctx context.Context, leadID int64, text string) (Note,
 	return n, nil
 }
 
+// ListLeadNotes returns a lead's notes (all pages), e.g. to find a note this
+// integration already added before adding it again.
+func (a *API) ListLeadNotes(ctx context.Context, leadID int64) ([]Note, error) {
+	return listAll[Note](ctx, a, "/api/v4/leads/"+strconv.FormatInt(leadID, 10)+"/notes", nil, "notes")
+}
+
 // UpdateLead PATCHes the set fields of u onto lead u.ID.
 func (a *API) UpdateLead(ctx context.Context, u LeadUpdate) error {
 	if u.ID <= 0 {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/config"
+	"github.com/amodispatch/amodispatch/backend/internal/flow"
 	"github.com/amodispatch/amodispatch/backend/internal/httpapi"
 	"github.com/amodispatch/amodispatch/backend/internal/secret"
 	"github.com/amodispatch/amodispatch/backend/internal/service"
@@ -70,6 +71,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer db.Close()
 		applied, err := db.Migrate(ctx)
 		if err != nil {
+			return err
+		}
+		if err := flow.Migrate(ctx, db); err != nil {
 			return err
 		}
 		log.Info("migrations applied", "count", len(applied), "files", applied)
@@ -133,6 +137,7 @@ type App struct {
 	ln      net.Listener
 	svc     *service.Service
 	bot     *telegram.Bot
+	flow    *flow.Flow
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 }
@@ -152,6 +157,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	}
 	if len(applied) > 0 {
 		log.Info("migrations applied", "files", applied)
+	}
+	if err := flow.Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
 	}
 	keys, _ := encryptionKeys(cfg, log)
 
@@ -187,6 +196,20 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	} else {
 		log.Warn("Telegram is not configured (TELEGRAM_BOT_TOKEN): the bot is off")
 	}
+	pgURL := ""
+	if cfg.UsesPostgres() {
+		pgURL = cfg.DatabaseURL
+	}
+	a.flow, err = flow.New(ctx, flow.Options{DB: db, CRM: svc, Bot: a.bot, Log: log, PostgresURL: pgURL,
+		Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	svc.SetIntake(a.flow.Intake)
+	if a.bot != nil {
+		a.bot.SetOrders(a.flow)
+	}
 	a.http = httpapi.New(deps)
 
 	a.ln, err = net.Listen("tcp", cfg.ListenAddr)
@@ -203,6 +226,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	if err := a.flow.Start(wctx); err != nil {
+		cancel()
+		_ = a.http.Shutdown()
+		db.Close()
+		return nil, err
+	}
 	a.startWorkers(wctx, deps.TelegramSecret)
 	return a, nil
 }
@@ -275,6 +304,9 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // Service exposes the use cases (tests drive some directly).
 func (a *App) Service() *service.Service { return a.svc }
 
+// Flow exposes the dispatch flow (tests drive some of it directly).
+func (a *App) Flow() *flow.Flow { return a.flow }
+
 // Store exposes the database (tests inspect it).
 func (a *App) Store() *store.DB { return a.db }
 
@@ -282,6 +314,7 @@ func (a *App) Store() *store.DB { return a.db }
 // database last.
 func (a *App) Shutdown(ctx context.Context) error {
 	err := a.http.ShutdownWithContext(ctx)
+	err = errors.Join(err, a.flow.Stop(ctx))
 	a.cancel()
 	done := make(chan struct{})
 	go func() { a.workers.Wait(); close(done) }()

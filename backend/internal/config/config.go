@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -37,6 +38,12 @@ type Config struct {
 	TelegramMode          string `env:"TELEGRAM_MODE" envDefault:"polling"`
 	TelegramWebhookSecret string `env:"TELEGRAM_WEBHOOK_SECRET"`
 
+	// ReconcileInterval: how often deals in the trigger stages are re-listed
+	// from amoCRM to catch webhooks amoCRM lost.
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"5m"`
+	// JobWorkers bounds the durable jobs this process runs at once.
+	JobWorkers int `env:"JOB_WORKERS" envDefault:"20"`
+
 	// EncryptionKeys come from ENCRYPTION_KEY: comma-separated base64 keys of
 	// 32 bytes; the first encrypts, all decrypt (key rotation).
 	EncryptionKeys [][]byte `env:"-"`
@@ -59,7 +66,8 @@ func Load(getenv func(string) string) (Config, error) {
 	environ := map[string]string{}
 	for _, name := range []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
 		"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
-		"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY"} {
+		"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY",
+		"RECONCILE_INTERVAL", "JOB_WORKERS"} {
 		if v := getenv(name); v != "" {
 			environ[name] = v
 		}
@@ -115,6 +123,12 @@ func (c *Config) validate() error {
 		return &Error{"TELEGRAM_WEBHOOK_SECRET", "1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"}
 	}
 
+	if c.ReconcileInterval < 10*time.Second {
+		return &Error{"RECONCILE_INTERVAL", "must be a duration of at least 10s, e.g. 5m"}
+	}
+	if c.JobWorkers < 1 || c.JobWorkers > 1000 {
+		return &Error{"JOB_WORKERS", "must be between 1 and 1000"}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

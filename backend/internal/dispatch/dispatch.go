@@ -45,6 +45,7 @@ type Account struct {
 	Domain          string
 	Name            string
 	Language        string
+	Currency        string
 	Status          AccountStatus
 	LinkCode        string
 	WebhookSecret   Secret

@@ -35,10 +35,14 @@ func (s *Service) ChatRemoved(ctx context.Context, chatID int64) error {
 // ChatMigrated keeps a group's link when Telegram upgrades it to a supergroup.
 func (s *Service) ChatMigrated(ctx context.Context, oldID, newID int64) error {
 	changed, err := s.db.MigrateChat(ctx, oldID, newID, "supergroup")
-	if err == nil && changed {
+	if err != nil {
+		return err
+	}
+	if changed {
 		s.log.Info("chat migrated to supergroup", "chat_id", oldID, "new_chat_id", newID)
 	}
-	return err
+	// Orders follow so later edits and presses find them under the new id.
+	return s.db.MoveOrdersToChat(ctx, oldID, newID)
 }
 
 // ChatAccount returns the account a chat is actively linked to.

@@ -4,6 +4,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -42,6 +43,8 @@ type Service struct {
 	owner string // identifies this process in cross-process leases
 
 	refreshMu sync.Map // account id → *sync.Mutex: one refresh per account in this process
+
+	intake func(ctx context.Context, accountID int64, body []byte) error
 }
 
 func New(cfg Config, db *store.DB, amo *amocrm.Client, log *slog.Logger, now func() time.Time) *Service {
@@ -116,7 +119,7 @@ func (s *Service) Install(ctx context.Context, req InstallRequest) (dispatch.Acc
 		sub, _, _ = strings.Cut(domain, ".")
 	}
 	account, err := s.db.SaveInstallation(ctx, store.Installation{
-		ID: acc.ID, Subdomain: sub, Domain: domain, Name: acc.Name, Language: acc.Language,
+		ID: acc.ID, Subdomain: sub, Domain: domain, Name: acc.Name, Language: acc.Language, Currency: cmp.Or(acc.Currency, "RUB"),
 		Tokens: dispatch.Tokens{Access: dispatch.Secret(tok.AccessToken), Refresh: dispatch.Secret(tok.RefreshToken), ExpiresAt: tok.ExpiresAt},
 	})
 	if err != nil {

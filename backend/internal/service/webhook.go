@@ -38,8 +38,15 @@ func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam
 	if v := form.Get("account[id]"); v != "" && v != accountIDParam {
 		return dispatch.Invalid("account[id] %q does not match the webhook URL", v)
 	}
-	if _, err := s.db.SaveEvent(ctx, id, body); err != nil {
-		return err
+	if s.intake != nil {
+		return s.intake(ctx, id, body)
 	}
-	return nil
+	_, err = s.db.SaveEvent(ctx, id, body)
+	return err
+}
+
+// SetIntake routes authenticated webhook deliveries to the dispatch flow,
+// which stores each together with the job that processes it.
+func (s *Service) SetIntake(fn func(ctx context.Context, accountID int64, body []byte) error) {
+	s.intake = fn
 }

@@ -19,6 +19,7 @@ type accountRow struct {
 	Domain           string
 	Name             string
 	Language         string
+	Currency         string
 	Status           string
 	LinkCode         string
 	WebhookSecretEnc string
@@ -45,7 +46,7 @@ func (db *DB) toAccount(r accountRow) (dispatch.Account, error) {
 		return dispatch.Account{}, fmt.Errorf("store: account %d webhook secret: %w", r.ID, err)
 	}
 	return dispatch.Account{
-		ID: r.ID, Subdomain: r.Subdomain, Domain: r.Domain, Name: r.Name, Language: r.Language,
+		ID: r.ID, Subdomain: r.Subdomain, Domain: r.Domain, Name: r.Name, Language: r.Language, Currency: r.Currency,
 		Status: dispatch.AccountStatus(r.Status), LinkCode: r.LinkCode, WebhookSecret: dispatch.Secret(ws),
 		ExecutorFieldID: r.ExecutorFieldID, SetupDoneAt: r.SetupDoneAt, SetupError: r.SetupError,
 		InstalledAt: r.InstalledAt, UpdatedAt: r.UpdatedAt,
@@ -59,6 +60,7 @@ type Installation struct {
 	Domain    string
 	Name      string
 	Language  string
+	Currency  string
 	Tokens    dispatch.Tokens
 }
 
@@ -86,7 +88,7 @@ func (db *DB) SaveInstallation(ctx context.Context, in Installation) (dispatch.A
 				return err
 			}
 			out = accountRow{
-				ID: in.ID, Subdomain: in.Subdomain, Domain: in.Domain, Name: in.Name, Language: in.Language,
+				ID: in.ID, Subdomain: in.Subdomain, Domain: in.Domain, Name: in.Name, Language: in.Language, Currency: in.Currency,
 				Status: string(dispatch.AccountActive), LinkCode: secret.Token(12), WebhookSecretEnc: ws,
 				AccessTokenEnc: access, RefreshTokenEnc: refresh, TokenExpiresAt: in.Tokens.ExpiresAt.UnixMilli(),
 				InstalledAt: now, UpdatedAt: now,
@@ -96,7 +98,7 @@ func (db *DB) SaveInstallation(ctx context.Context, in Installation) (dispatch.A
 			return err
 		}
 		out = existing
-		out.Subdomain, out.Domain, out.Name, out.Language = in.Subdomain, in.Domain, in.Name, in.Language
+		out.Subdomain, out.Domain, out.Name, out.Language, out.Currency = in.Subdomain, in.Domain, in.Name, in.Language, in.Currency
 		out.Status = string(dispatch.AccountActive)
 		out.AccessTokenEnc, out.RefreshTokenEnc = access, refresh
 		out.TokenExpiresAt = in.Tokens.ExpiresAt.UnixMilli()

@@ -97,7 +97,11 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		sqlDB.SetMaxOpenConns(20)
 		sqlDB.SetMaxIdleConns(20)
 	} else {
-		sqlDB.SetMaxOpenConns(8)
+		// SQLite has one writer. A single connection serialises everything
+		// in-process (River's SQLite driver asks for it too); with several,
+		// concurrent writers hit SQLITE_BUSY despite busy_timeout. Nothing may
+		// use the DB handle while holding one of its transactions.
+		sqlDB.SetMaxOpenConns(1)
 	}
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, box: o.Box, now: o.Now, log: o.Logger}

@@ -23,6 +23,8 @@ func (b *Bot) handle(ctx context.Context, payload []byte) error {
 		return nil
 	}
 	switch {
+	case u.CallbackQuery != nil:
+		return b.onCallback(ctx, u.CallbackQuery)
 	case u.MyChatMember != nil:
 		return b.onMembership(ctx, u.MyChatMember)
 	case u.Message != nil:
@@ -62,7 +64,7 @@ func (b *Bot) onMessage(ctx context.Context, m *models.Message) error {
 	}
 	if m.Chat.Type == models.ChatTypePrivate {
 		if cmd == "start" {
-			return b.onPrivateStart(ctx, m)
+			return b.onPrivateStart(ctx, m, arg)
 		}
 		if cmd == "link" {
 			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.not_group"))
@@ -99,11 +101,18 @@ func (b *Bot) command(ctx context.Context, text string) (cmd, arg string, ok boo
 	return strings.ToLower(name), strings.TrimSpace(rest), true, nil
 }
 
-func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message) error {
-	e := dispatch.Executor{TelegramID: m.From.ID, FirstName: m.From.FirstName, LastName: m.From.LastName,
-		Username: m.From.Username, LanguageCode: m.From.LanguageCode}
+func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message, payload string) error {
+	e := executorOf(*m.From)
 	if err := b.o.Chats.RegisterExecutor(ctx, e); err != nil {
 		return err
+	}
+	if strings.HasPrefix(payload, StartContactPrefix) && b.o.Orders != nil {
+		// The user came from a "Get client phone" answer: the contact is
+		// the reply, so no greeting.
+		err := b.o.Orders.StartToken(ctx, e, payload)
+		if err == nil || !errors.Is(err, dispatch.ErrNotFound) {
+			return err
+		}
 	}
 	return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.private", m.From.FirstName))
 }

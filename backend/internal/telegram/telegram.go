@@ -52,6 +52,7 @@ type Options struct {
 	HTTPClient *http.Client
 	Inbox      Inbox
 	Chats      Chats
+	Orders     Orders // nil until the dispatch flow is wired
 	Owner      string // this process's lease identity
 	Logger     *slog.Logger
 	// PollTimeout is getUpdates' long-poll timeout (default 25s).
@@ -66,6 +67,7 @@ type Bot struct {
 	wake   chan struct{}
 	me     atomic.Pointer[models.User]
 	meOnce sync.Mutex
+	pace   *pacer
 }
 
 func New(o Options) (*Bot, error) {
@@ -86,8 +88,11 @@ func New(o Options) (*Bot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telegram: %w", err)
 	}
-	return &Bot{o: o, api: api, log: o.Logger, wake: make(chan struct{}, 1)}, nil
+	return &Bot{o: o, api: api, log: o.Logger, wake: make(chan struct{}, 1), pace: newPacer()}, nil
 }
+
+// SetOrders connects the dispatch flow, which itself sends through the bot.
+func (b *Bot) SetOrders(o Orders) { b.o.Orders = o }
 
 // API exposes the library client for sending.
 func (b *Bot) API() *tgbot.Bot { return b.api }

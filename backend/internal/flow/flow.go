@@ -1,0 +1,222 @@
+// Package flow is the dispatch flow: amoCRM events become orders in Telegram,
+// one executor takes each, and the result goes back to amoCRM. Every call to
+// Telegram or amoCRM runs as a durable River job in the product's database,
+// enqueued in the same transaction as the state change that causes it.
+package flow
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+	"github.com/amodispatch/amodispatch/backend/internal/telegram"
+)
+
+// CRM gives the flow an account's amoCRM API (tokens handled by the service).
+type CRM interface {
+	API(ctx context.Context, accountID int64) (*amocrm.API, error)
+}
+
+// Options configure the flow.
+type Options struct {
+	DB  *store.DB
+	CRM CRM
+	Bot *telegram.Bot // nil: Telegram not configured; posting jobs wait
+	Log *slog.Logger
+	// PostgresURL selects PostgreSQL (LISTEN/NOTIFY wakes workers at once);
+	// empty means the SQLite database of DB.
+	PostgresURL string
+	// Workers bounds concurrent jobs in this process (default 20).
+	Workers int
+	// ReconcileInterval is how often deals in the trigger stages are
+	// re-listed from amoCRM to catch lost webhooks (default 5 minutes).
+	ReconcileInterval time.Duration
+	// Location formats dates in posts and notes (default Europe/Moscow).
+	Location *time.Location
+}
+
+// Flow runs the dispatch flow's jobs.
+type Flow struct {
+	o      Options
+	db     *store.DB
+	log    *slog.Logger
+	river  *river.Client[*sql.Tx]
+	pgPool *pgxpool.Pool
+}
+
+func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {
+	if db.Dialect() == store.SQLite {
+		return riversqlite.New(db.SQL())
+	}
+	if pool != nil {
+		return riverdatabasesql.NewWithPgxListener(db.SQL(), pool)
+	}
+	return riverdatabasesql.New(db.SQL())
+}
+
+// Migrate applies River's own versioned schema (its job tables).
+func Migrate(ctx context.Context, db *store.DB) error {
+	m, err := rivermigrate.New(driverFor(db, nil), nil)
+	if err != nil {
+		return fmt.Errorf("flow: river migrator: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("flow: river migrate: %w", err)
+	}
+	return nil
+}
+
+// New builds the flow and its River client; Start runs the workers.
+func New(ctx context.Context, o Options) (*Flow, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Workers == 0 {
+		o.Workers = 20
+	}
+	if o.ReconcileInterval == 0 {
+		o.ReconcileInterval = 5 * time.Minute
+	}
+	if o.Location == nil {
+		loc, err := time.LoadLocation("Europe/Moscow")
+		if err != nil {
+			loc = time.FixedZone("MSK", 3*3600)
+		}
+		o.Location = loc
+	}
+	f := &Flow{o: o, db: o.DB, log: o.Log}
+	if o.PostgresURL != "" {
+		cfg, err := pgxpool.ParseConfig(o.PostgresURL)
+		if err != nil {
+			return nil, fmt.Errorf("flow: listener pool: %w", err)
+		}
+		cfg.MaxConns, cfg.MinConns = 2, 0
+		if f.pgPool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("flow: listener pool: %w", err)
+		}
+	}
+	workers := river.NewWorkers()
+	f.register(workers)
+	cfg := &river.Config{
+		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}},
+		Workers:      workers,
+		Logger:       o.Log.With("component", "river"),
+		ErrorHandler: errorLogger{log: o.Log},
+		JobTimeout:   2 * time.Minute,
+		MaxAttempts:  25,
+		// Inserts wake this process's workers at once (LISTEN/NOTIFY on
+		// PostgreSQL, River's notification table on SQLite); the poll only
+		// backs that up.
+		FetchCooldown:     5 * time.Millisecond,
+		FetchPollInterval: 500 * time.Millisecond,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(o.ReconcileInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "reconcile", RunOnStart: true}),
+		},
+	}
+	if db := o.DB; db.Dialect() == store.SQLite {
+		cfg.FetchPollInterval = 50 * time.Millisecond
+	}
+	client, err := river.NewClient(driverFor(o.DB, f.pgPool), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("flow: river client: %w", err)
+	}
+	f.river = client
+	return f, nil
+}
+
+// Start runs the job workers until Stop.
+func (f *Flow) Start(ctx context.Context) error {
+	if err := f.river.Start(ctx); err != nil {
+		return fmt.Errorf("flow: start workers: %w", err)
+	}
+	return nil
+}
+
+// Stop lets running jobs finish (bounded by ctx), then closes the listener pool.
+func (f *Flow) Stop(ctx context.Context) error {
+	err := f.river.Stop(ctx)
+	if err != nil {
+		err = errors.Join(err, f.river.StopAndCancel(context.Background()))
+	}
+	if f.pgPool != nil {
+		f.pgPool.Close()
+	}
+	return err
+}
+
+// enqueue inserts jobs inside tx: they run only if tx commits.
+func (f *Flow) enqueue(ctx context.Context, tx *store.Tx, jobs ...river.JobArgs) error {
+	params := make([]river.InsertManyParams, len(jobs))
+	for i, j := range jobs {
+		params[i] = river.InsertManyParams{Args: j}
+	}
+	if _, err := f.river.InsertManyTx(ctx, tx.SQL(), params); err != nil {
+		return fmt.Errorf("flow: enqueue: %w", err)
+	}
+	return nil
+}
+
+type errorLogger struct{ log *slog.Logger }
+
+func (e errorLogger) HandleError(ctx context.Context, job *rivertype.JobRow, err error) *river.ErrorHandlerResult {
+	e.log.Warn("job failed, will retry", "job", job.Kind, "job_id", job.ID, "attempt", job.Attempt, "err", err)
+	return nil
+}
+
+func (e errorLogger) HandlePanic(ctx context.Context, job *rivertype.JobRow, panicVal any, trace string) *river.ErrorHandlerResult {
+	e.log.Error("job panicked", "job", job.Kind, "job_id", job.ID, "panic", fmt.Sprint(panicVal), "trace", trace)
+	return nil
+}
+
+// outcome maps a Telegram or amoCRM failure onto River's retry controls:
+// honour retry_after by snoozing, give up on what can never succeed.
+func outcome(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ra *telegram.RetryAfterError
+	if errors.As(err, &ra) {
+		return river.JobSnooze(ra.After)
+	}
+	var ae *amocrm.Error
+	if errors.As(err, &ae) {
+		switch {
+		case ae.StatusCode == 429 && ae.RetryAfter > 0:
+			return river.JobSnooze(ae.RetryAfter)
+		case ae.StatusCode == 400 || ae.StatusCode == 403:
+			return river.JobCancel(err)
+		}
+	}
+	if errors.Is(err, dispatch.ErrAccountOff) || errors.Is(err, amocrm.ErrUnauthorized) {
+		return river.JobCancel(err)
+	}
+	return err
+}
+
+// PendingJobs counts jobs not finished yet (queued, running, waiting for a
+// retry or snoozed), for readiness checks and tests.
+func (f *Flow) PendingJobs(ctx context.Context) (int64, error) {
+	var n int64
+	err := f.db.SQL().QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("flow: count jobs: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,224 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/riverqueue/river"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+)
+
+// Intake stores an authenticated amoCRM webhook delivery and enqueues its
+// processing in one transaction; the HTTP answer waits only for this.
+func (f *Flow) Intake(ctx context.Context, accountID int64, body []byte) error {
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		id, err := tx.SaveEvent(accountID, body)
+		if err != nil {
+			return err
+		}
+		return f.enqueue(ctx, tx, EventArgs{EventID: id, AccountID: accountID})
+	})
+}
+
+// workEvent turns one webhook delivery into dispatch_lead jobs for the deals
+// it may concern. Webhooks are only hints: dispatch_lead re-reads the deal.
+func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
+	body, err := f.db.Event(ctx, args.AccountID, args.EventID)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	payload, err := amocrm.ParseWebhook(body)
+	if err != nil {
+		f.log.Warn("amoCRM webhook not understood, skipped", "account_id", args.AccountID, "err", err)
+		return nil
+	}
+	settings, err := f.db.Settings(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	var jobs []river.JobArgs
+	seen := map[int64]bool{}
+	for _, ev := range payload.Leads {
+		if seen[ev.LeadID] {
+			continue
+		}
+		relevant := settings.IsTriggerStage(ev.StatusID) || settings.IsTriggerStage(ev.OldStatusID)
+		if !relevant {
+			// Leaving the search, deletion, or an update of a deal with a
+			// current order: the order may need closing.
+			if _, err := f.db.ActiveOrder(ctx, args.AccountID, ev.LeadID); err == nil {
+				relevant = true
+			} else if !errors.Is(err, dispatch.ErrNotFound) {
+				return err
+			}
+		}
+		if relevant {
+			seen[ev.LeadID] = true
+			jobs = append(jobs, DispatchLeadArgs{AccountID: args.AccountID, LeadID: ev.LeadID, Reason: "webhook:" + string(ev.Kind)})
+		}
+	}
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		if len(jobs) > 0 {
+			if err := f.enqueue(ctx, tx, jobs...); err != nil {
+				return err
+			}
+		}
+		return tx.MarkEventProcessed(args.AccountID, args.EventID)
+	})
+}
+
+// dispatchLead makes the deal's orders match the deal as amoCRM has it now:
+// in a trigger stage without a current order → a new order is posted; out of
+// the trigger stages (or deleted) with a current order → that order closes.
+// Duplicated, late or lost webhooks therefore cannot post twice or miss a
+// deal, and the backend's own stage move only closes the round.
+func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
+	api, err := f.o.CRM.API(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	lead, err := api.GetLead(ctx, args.LeadID, false)
+	gone := errors.Is(err, amocrm.ErrNotFound)
+	if err != nil && !gone {
+		return err
+	}
+	if gone || lead.IsDeleted {
+		f.log.Info("deal no longer in amoCRM, skipped", "account_id", args.AccountID, "lead_id", args.LeadID)
+		return f.closeRound(ctx, args.AccountID, args.LeadID)
+	}
+	settings, err := f.db.Settings(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	if !settings.IsTrigger(lead.PipelineID, lead.StatusID) {
+		return f.closeRound(ctx, args.AccountID, args.LeadID)
+	}
+	if _, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
+		return nil // already searching
+	} else if !errors.Is(err, dispatch.ErrNotFound) {
+		return err
+	}
+	chatID, err := f.targetChat(ctx, settings, args.AccountID, lead)
+	if err != nil {
+		f.log.Warn("deal in a search stage but no chat to post to", "account_id", args.AccountID, "lead_id", args.LeadID, "err", err)
+		return nil
+	}
+	err = f.db.InTx(ctx, func(tx *store.Tx) error {
+		o, err := tx.CreateOrder(dispatch.Order{AccountID: args.AccountID, LeadID: lead.ID, PipelineID: lead.PipelineID,
+			StageID: lead.StatusID, ChatID: chatID, Status: dispatch.OrderPosting})
+		if err != nil {
+			return err
+		}
+		f.log.Info("order created", "account_id", args.AccountID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", args.Reason)
+		return f.enqueue(ctx, tx, PostOrderArgs{OrderID: o.ID})
+	})
+	if errors.Is(err, dispatch.ErrConflict) {
+		return nil // a concurrent dispatch created it
+	}
+	return err
+}
+
+// targetChat is the deal's own chat if the manager chose one, else the
+// pipeline's default; it must be an active chat of this account.
+func (f *Flow) targetChat(ctx context.Context, s dispatch.Settings, accountID int64, lead amocrm.Lead) (int64, error) {
+	chatID, err := f.db.DealTarget(ctx, accountID, lead.ID)
+	if err != nil {
+		return 0, err
+	}
+	if chatID == 0 {
+		r, _ := s.Rule(lead.PipelineID)
+		chatID = r.DefaultChatID
+	}
+	if chatID == 0 {
+		return 0, errors.New("no target chat chosen and no default chat for the pipeline")
+	}
+	c, err := f.db.Chat(ctx, chatID)
+	if err != nil || c.AccountID != accountID || !c.Active {
+		return 0, fmt.Errorf("chat %d is not an active chat of the account", chatID)
+	}
+	return chatID, nil
+}
+
+// closeRound ends the deal's current order and tidies its group post.
+func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		was, closed, err := tx.CloseOrder(accountID, leadID)
+		if err != nil || !closed {
+			return err
+		}
+		f.log.Info("order closed: deal left the search", "account_id", accountID, "lead_id", leadID, "order_id", was.ID, "status", was.Status)
+		if was.Status == dispatch.OrderOpen || was.Status == dispatch.OrderPosting {
+			return f.enqueue(ctx, tx, WithdrawPostArgs{OrderID: was.ID})
+		}
+		return nil
+	})
+}
+
+// reconcile schedules a pass over every account that dispatches.
+func (f *Flow) reconcile(ctx context.Context) error {
+	accounts, err := f.db.ActiveAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	var params []river.InsertManyParams
+	for _, a := range accounts {
+		s, err := f.db.Settings(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		if s.HasTriggers() {
+			params = append(params, river.InsertManyParams{Args: ReconcileAccountArgs{AccountID: a.ID},
+				InsertOpts: &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: f.o.ReconcileInterval}}})
+		}
+	}
+	if len(params) == 0 {
+		return nil
+	}
+	_, err = f.river.InsertMany(ctx, params)
+	return err
+}
+
+// reconcileAccount lists the deals in the trigger stages and dispatches the
+// ones without a current order: amoCRM loses some webhooks.
+func (f *Flow) reconcileAccount(ctx context.Context, accountID int64) error {
+	s, err := f.db.Settings(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	var filter amocrm.LeadFilter
+	for _, r := range s.Rules {
+		for _, st := range r.TriggerStageIDs {
+			filter.Statuses = append(filter.Statuses, amocrm.StatusFilter{PipelineID: r.PipelineID, StatusID: st})
+		}
+	}
+	if len(filter.Statuses) == 0 {
+		return nil
+	}
+	api, err := f.o.CRM.API(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	leads, err := api.ListLeads(ctx, filter)
+	if err != nil {
+		return err
+	}
+	var params []river.InsertManyParams
+	for _, l := range leads {
+		if _, err := f.db.ActiveOrder(ctx, accountID, l.ID); err == nil {
+			continue
+		} else if !errors.Is(err, dispatch.ErrNotFound) {
+			return err
+		}
+		f.log.Info("reconciler found a deal without an order", "account_id", accountID, "lead_id", l.ID)
+		params = append(params, river.InsertManyParams{Args: DispatchLeadArgs{AccountID: accountID, LeadID: l.ID, Reason: "reconcile"}})
+	}
+	if len(params) == 0 {
+		return nil
+	}
+	_, err = f.river.InsertMany(ctx, params)
+	return err
+}

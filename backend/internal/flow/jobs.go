@@ -1,0 +1,107 @@
+package flow
+
+import (
+	"context"
+
+	"github.com/riverqueue/river"
+)
+
+// Job arguments. Each names the record it acts on; the worker reloads the
+// record and checks its state first, so a retried or repeated job does
+// nothing twice.
+
+type EventArgs struct {
+	EventID   string `json:"event_id"`
+	AccountID int64  `json:"account_id"`
+}
+
+func (EventArgs) Kind() string { return "amo_event" }
+
+type DispatchLeadArgs struct {
+	AccountID int64  `json:"account_id"`
+	LeadID    int64  `json:"lead_id"`
+	Reason    string `json:"reason"`
+}
+
+func (DispatchLeadArgs) Kind() string { return "dispatch_lead" }
+
+type PostOrderArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (PostOrderArgs) Kind() string { return "post_order" }
+
+type WithdrawPostArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (WithdrawPostArgs) Kind() string { return "withdraw_post" }
+
+type EditTakenArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (EditTakenArgs) Kind() string { return "edit_taken" }
+
+type SendContactArgs struct {
+	RevealID   string `json:"reveal_id"`
+	TelegramID int64  `json:"telegram_id"`
+	Winner     bool   `json:"winner"`
+}
+
+func (SendContactArgs) Kind() string { return "send_contact" }
+
+type UpdateLeadArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (UpdateLeadArgs) Kind() string { return "amo_update_lead" }
+
+type AddNoteArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (AddNoteArgs) Kind() string { return "amo_add_note" }
+
+type ReconcileArgs struct{}
+
+func (ReconcileArgs) Kind() string { return "reconcile" }
+
+type ReconcileAccountArgs struct {
+	AccountID int64 `json:"account_id"`
+}
+
+func (ReconcileAccountArgs) Kind() string { return "reconcile_account" }
+
+func (f *Flow) register(w *river.Workers) {
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EventArgs]) error {
+		return f.workEvent(ctx, j.Args)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[DispatchLeadArgs]) error {
+		return outcome(f.dispatchLead(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[PostOrderArgs]) error {
+		return outcome(f.postOrder(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[WithdrawPostArgs]) error {
+		return outcome(f.withdrawPost(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EditTakenArgs]) error {
+		return outcome(f.editTaken(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[SendContactArgs]) error {
+		return outcome(f.sendContact(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[UpdateLeadArgs]) error {
+		return outcome(f.updateLead(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[AddNoteArgs]) error {
+		return outcome(f.addNote(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReconcileArgs]) error {
+		return f.reconcile(ctx)
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReconcileAccountArgs]) error {
+		return outcome(f.reconcileAccount(ctx, j.Args.AccountID))
+	}))
+}

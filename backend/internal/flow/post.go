@@ -1,0 +1,210 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"unicode/utf16"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
+	"github.com/amodispatch/amodispatch/backend/internal/orderview"
+	"github.com/amodispatch/amodispatch/backend/internal/telegram"
+)
+
+var errNoBot = errors.New("telegram bot is not configured")
+
+// viewOptions gathers how an account's orders are rendered.
+func (f *Flow) viewOptions(ctx context.Context, api *amocrm.API, a dispatch.Account, s dispatch.Settings) (orderview.Options, error) {
+	fields, err := api.ListLeadCustomFields(ctx)
+	if err != nil {
+		return orderview.Options{}, fmt.Errorf("list deal fields: %w", err)
+	}
+	o := orderview.Options{Lang: i18n.Lang(s.Lang(a)), Currency: a.Currency, Location: f.o.Location,
+		ShowFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget}
+	for _, fd := range fields {
+		if fd.Code == "AMODISPATCH_EXECUTOR" {
+			continue // the executor field is our output, not part of the order
+		}
+		o.Fields = append(o.Fields, orderview.Field{ID: fd.ID, Name: fd.Name, Type: fd.Type})
+	}
+	return o, nil
+}
+
+// orderContext loads what rendering an order needs.
+func (f *Flow) orderContext(ctx context.Context, o dispatch.Order, withContacts bool) (*amocrm.API, amocrm.Lead, orderview.Options, error) {
+	a, err := f.db.Account(ctx, o.AccountID)
+	if err != nil {
+		return nil, amocrm.Lead{}, orderview.Options{}, err
+	}
+	s, err := f.db.Settings(ctx, o.AccountID)
+	if err != nil {
+		return nil, amocrm.Lead{}, orderview.Options{}, err
+	}
+	api, err := f.o.CRM.API(ctx, o.AccountID)
+	if err != nil {
+		return nil, amocrm.Lead{}, orderview.Options{}, err
+	}
+	lead, err := api.GetLead(ctx, o.LeadID, withContacts)
+	if err != nil {
+		return nil, amocrm.Lead{}, orderview.Options{}, err
+	}
+	view, err := f.viewOptions(ctx, api, a, s)
+	return api, lead, view, err
+}
+
+func buttons(lang, orderID string) [][]telegram.Button {
+	return [][]telegram.Button{
+		{{Text: i18n.T(lang, "btn.phone"), Data: telegram.ActionPhone + orderID}},
+		{{Text: i18n.T(lang, "btn.take"), Data: telegram.ActionTake + orderID}},
+	}
+}
+
+// postOrder sends the order to its chat with the two buttons. The order's
+// status guards against a second post: only a "posting" order is sent.
+func (f *Flow) postOrder(ctx context.Context, orderID string) error {
+	if f.o.Bot == nil {
+		return errNoBot
+	}
+	o, err := f.db.OrderByID(ctx, orderID)
+	if err != nil {
+		return err
+	}
+	if o.Status != dispatch.OrderPosting || o.MessageID != 0 {
+		return nil
+	}
+	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.Active || c.AccountID != o.AccountID {
+		return f.db.FailOrder(ctx, o.ID, "chat is no longer linked")
+	}
+	_, lead, view, err := f.orderContext(ctx, o, false)
+	if errors.Is(err, amocrm.ErrNotFound) {
+		return f.closeRound(ctx, o.AccountID, o.LeadID)
+	}
+	if err != nil {
+		return err
+	}
+	text := orderview.Group(lead, view)
+	msgID, err := f.o.Bot.SendHTML(ctx, o.ChatID, text, buttons(view.Lang, o.ID))
+	if err != nil {
+		return f.chatFailure(ctx, o, err)
+	}
+	posted, err := f.db.MarkPosted(ctx, o.ID, msgID, text)
+	if err != nil {
+		return err
+	}
+	if !posted {
+		// Withdrawn while the post was on its way: record the message so the
+		// withdrawal can still edit it.
+		if err := f.db.RecordMessage(ctx, o.ID, msgID, text); err != nil {
+			return err
+		}
+		return f.withdrawPost(ctx, o.ID)
+	}
+	f.log.Info("order posted", "account_id", o.AccountID, "order_id", o.ID, "chat_id", o.ChatID, "message_id", msgID)
+	return nil
+}
+
+// chatFailure handles what a group can answer to a post or an edit.
+func (f *Flow) chatFailure(ctx context.Context, o dispatch.Order, err error) error {
+	var mig *telegram.MigratedError
+	switch {
+	case errors.As(err, &mig):
+		// The group became a supergroup: follow it and retry there.
+		if _, merr := f.db.MigrateChat(ctx, o.ChatID, mig.NewChatID, "supergroup"); merr != nil {
+			return merr
+		}
+		if merr := f.db.MoveOrdersToChat(ctx, o.ChatID, mig.NewChatID); merr != nil {
+			return merr
+		}
+		return err
+	case errors.Is(err, telegram.ErrChatGone):
+		f.log.Warn("chat is gone, order cannot be posted", "account_id", o.AccountID, "order_id", o.ID, "chat_id", o.ChatID, "err", err)
+		if _, derr := f.db.DeactivateChat(ctx, o.ChatID); derr != nil {
+			return derr
+		}
+		return f.db.FailOrder(ctx, o.ID, "chat unavailable: "+err.Error())
+	}
+	return err
+}
+
+// withdrawPost turns an order's group post into "withdrawn", without buttons.
+func (f *Flow) withdrawPost(ctx context.Context, orderID string) error {
+	if f.o.Bot == nil {
+		return errNoBot
+	}
+	o, err := f.db.OrderByID(ctx, orderID)
+	if err != nil || o.MessageID == 0 {
+		return err // not posted yet: postOrder will see the withdrawal
+	}
+	a, err := f.db.Account(ctx, o.AccountID)
+	if err != nil {
+		return err
+	}
+	s, err := f.db.Settings(ctx, o.AccountID)
+	if err != nil {
+		return err
+	}
+	text := withLine(o.GroupText, i18n.T(s.Lang(a), "order.withdrawn"))
+	return f.editPost(ctx, o, text)
+}
+
+// editTaken shows the winner in the group post and removes the buttons.
+func (f *Flow) editTaken(ctx context.Context, orderID string) error {
+	if f.o.Bot == nil {
+		return errNoBot
+	}
+	o, err := f.db.OrderByID(ctx, orderID)
+	if err != nil {
+		return err
+	}
+	if o.Status != dispatch.OrderTaken || o.MessageID == 0 {
+		return nil
+	}
+	_, lead, view, err := f.orderContext(ctx, o, false)
+	var text string
+	switch {
+	case err == nil:
+		text = orderview.Taken(lead, executorView(o), *o.TakenAt, view)
+	case errors.Is(err, amocrm.ErrNotFound):
+		a, _ := f.db.Account(ctx, o.AccountID)
+		text = withLine(o.GroupText, orderview.ExecutorLabel(executorView(o))+" ✅ "+a.Name)
+	default:
+		return err
+	}
+	return f.editPost(ctx, o, text)
+}
+
+func (f *Flow) editPost(ctx context.Context, o dispatch.Order, text string) error {
+	err := f.o.Bot.EditHTML(ctx, o.ChatID, o.MessageID, text)
+	if errors.Is(err, telegram.ErrMessageGone) {
+		f.log.Warn("group post was deleted, not edited", "order_id", o.ID, "chat_id", o.ChatID)
+		return nil
+	}
+	if errors.Is(err, telegram.ErrChatGone) {
+		f.log.Warn("chat is gone, post not edited", "order_id", o.ID, "chat_id", o.ChatID)
+		_, derr := f.db.DeactivateChat(ctx, o.ChatID)
+		return derr
+	}
+	var mig *telegram.MigratedError
+	if errors.As(err, &mig) {
+		return f.chatFailure(ctx, o, err)
+	}
+	return err
+}
+
+func executorView(o dispatch.Order) orderview.Executor {
+	e := o.Executor()
+	return orderview.Executor{TelegramID: e.TelegramID, FirstName: e.FirstName, LastName: e.LastName, Username: e.Username}
+}
+
+// withLine appends a plain line to an HTML post, dropping the post body when
+// the result would pass Telegram's limit.
+func withLine(post, line string) string {
+	out := post + "\n\n" + html.EscapeString(line)
+	if len(utf16.Encode([]rune(out))) > orderview.MaxLen {
+		return html.EscapeString(line)
+	}
+	return out
+}

@@ -1,0 +1,168 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/riverqueue/river"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
+	"github.com/amodispatch/amodispatch/backend/internal/orderview"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+	"github.com/amodispatch/amodispatch/backend/internal/telegram"
+)
+
+var _ telegram.Orders = (*Flow)(nil)
+
+// reachable reports whether the bot may write to the user privately.
+func (f *Flow) reachable(ctx context.Context, telegramID int64) bool {
+	e, err := f.db.Executor(ctx, telegramID)
+	return err == nil && e.Started && !e.Blocked
+}
+
+// Take decides the order for the first presser, atomically in the database,
+// and enqueues everything that follows in the same transaction: the group
+// edit, the winner's private order, the amoCRM update and the note.
+func (f *Flow) Take(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (telegram.TakeResult, error) {
+	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
+		return telegram.TakeResult{}, err
+	}
+	reachable := f.reachable(ctx, user.TelegramID)
+	var res telegram.TakeResult
+	err := f.db.InTx(ctx, func(tx *store.Tx) error {
+		o, err := tx.TakeOrder(chatID, orderID, user)
+		res.Order = o
+		if err != nil {
+			return err
+		}
+		res.Won = true
+		reveal, err := tx.CreateReveal(o, user.TelegramID)
+		if err != nil {
+			return err
+		}
+		jobs := []river.JobArgs{EditTakenArgs{OrderID: o.ID}, UpdateLeadArgs{OrderID: o.ID}, AddNoteArgs{OrderID: o.ID}}
+		if reachable {
+			jobs = append(jobs, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
+		} else {
+			res.StartToken = reveal.ID
+		}
+		return f.enqueue(ctx, tx, jobs...)
+	})
+	if err != nil {
+		return res, err
+	}
+	f.log.Info("order taken", "account_id", res.Order.AccountID, "order_id", orderID, "chat_id", chatID, "executor_id", user.TelegramID)
+	return res, nil
+}
+
+// RequestContact handles "Get client phone": the contact goes privately to
+// the presser — while the order is open, or to its executor once taken.
+func (f *Flow) RequestContact(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (telegram.ContactResult, error) {
+	o, err := f.db.OrderInChat(ctx, chatID, orderID)
+	if err != nil {
+		return telegram.ContactResult{}, err
+	}
+	switch {
+	case o.Status == dispatch.OrderTaken && o.ExecutorID != user.TelegramID:
+		return telegram.ContactResult{}, dispatch.ErrAlreadyTaken
+	case o.Status != dispatch.OrderOpen && o.Status != dispatch.OrderTaken:
+		return telegram.ContactResult{}, dispatch.ErrOrderClosed
+	}
+	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
+		return telegram.ContactResult{}, err
+	}
+	reachable := f.reachable(ctx, user.TelegramID)
+	var res telegram.ContactResult
+	err = f.db.InTx(ctx, func(tx *store.Tx) error {
+		reveal, err := tx.CreateReveal(o, user.TelegramID)
+		if err != nil {
+			return err
+		}
+		if !reachable {
+			res.StartToken = reveal.ID
+			return nil
+		}
+		return f.enqueue(ctx, tx, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID})
+	})
+	return res, err
+}
+
+// StartToken handles `/start <token>` from a user sent to the bot by a
+// contact request they could not receive before.
+func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token string) error {
+	r, err := f.db.Reveal(ctx, user.TelegramID, token)
+	if err != nil {
+		return err
+	}
+	o, err := f.db.OrderByID(ctx, r.OrderID)
+	if err != nil {
+		return err
+	}
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		return f.enqueue(ctx, tx, SendContactArgs{RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
+	})
+}
+
+// sendContact writes the client's contact (and the order) to one user. A
+// reveal is sent once; after the take only the executor may receive it.
+func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
+	if f.o.Bot == nil {
+		return errNoBot
+	}
+	r, err := f.db.Reveal(ctx, args.TelegramID, args.RevealID)
+	if err != nil || r.SentAt != nil {
+		return err
+	}
+	o, err := f.db.OrderByID(ctx, r.OrderID)
+	if err != nil {
+		return err
+	}
+	lang := "ru"
+	if e, err := f.db.Executor(ctx, args.TelegramID); err == nil {
+		lang = i18n.Lang(e.LanguageCode)
+	}
+	var text string
+	if o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID {
+		text = i18n.T(lang, "contact.taken", o.LeadID)
+	} else {
+		api, lead, view, err := f.orderContext(ctx, o, true)
+		if err != nil {
+			return err
+		}
+		view.Lang = lang
+		var contact *amocrm.Contact
+		if id := lead.MainContactID(); id != 0 {
+			c, err := api.GetContact(ctx, id)
+			if err != nil && !errors.Is(err, amocrm.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				contact = &c
+			}
+		}
+		text = orderview.Private(lead, contact, view)
+		if args.Winner {
+			text = i18n.T(lang, "order.yours") + "\n\n" + text
+		}
+		if contact == nil {
+			text += "\n\n" + i18n.T(lang, "contact.none")
+		}
+	}
+	if _, err := f.o.Bot.SendHTML(ctx, args.TelegramID, text, nil); err != nil {
+		if errors.Is(err, telegram.ErrUserUnreachable) {
+			f.log.Warn("executor cannot be written to", "telegram_id", args.TelegramID, "order_id", o.ID, "err", err)
+			return f.db.SetExecutorBlocked(ctx, args.TelegramID, true)
+		}
+		return err
+	}
+	f.log.Info("contact sent", "account_id", o.AccountID, "order_id", o.ID, "telegram_id", args.TelegramID)
+	return f.db.MarkRevealSent(ctx, r.ID)
+}
+
+// executorFieldText is what the deal's executor field shows.
+func executorFieldText(o dispatch.Order) string {
+	return fmt.Sprintf("%s, Telegram ID %d", orderview.ExecutorLabel(executorView(o)), o.ExecutorID)
+}

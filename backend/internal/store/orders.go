@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+)
+
+type orderRow struct {
+	ID               string `gorm:"primaryKey"`
+	AccountID        int64
+	LeadID           int64
+	PipelineID       int64
+	StageID          int64
+	ChatID           int64
+	MessageID        int64
+	Status           string
+	Active           bool
+	GroupText        string
+	ExecutorID       int64
+	ExecutorName     string
+	ExecutorUsername string
+	TakenAt          *time.Time
+	FailReason       string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+func (orderRow) TableName() string { return "orders" }
+
+func (r orderRow) toOrder() dispatch.Order {
+	return dispatch.Order{ID: r.ID, AccountID: r.AccountID, LeadID: r.LeadID, PipelineID: r.PipelineID, StageID: r.StageID,
+		ChatID: r.ChatID, MessageID: int(r.MessageID), Status: dispatch.OrderStatus(r.Status), Active: r.Active,
+		GroupText: r.GroupText, ExecutorID: r.ExecutorID, ExecutorName: r.ExecutorName, ExecutorUsername: r.ExecutorUsername,
+		TakenAt: r.TakenAt, FailReason: r.FailReason, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+type revealRow struct {
+	ID          string `gorm:"primaryKey"`
+	AccountID   int64
+	OrderID     string
+	TelegramID  int64
+	RequestedAt time.Time
+	SentAt      *time.Time
+}
+
+func (revealRow) TableName() string { return "contact_reveals" }
+
+// Tx is one unit of work: store writes and the jobs they cause commit together.
+type Tx struct {
+	db *DB
+	g  *gorm.DB
+}
+
+// InTx runs fn in a transaction.
+func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	return db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error { return fn(&Tx{db: db, g: g}) })
+}
+
+// SQL is the transaction for libraries that enqueue into it (River's InsertTx).
+func (tx *Tx) SQL() *sql.Tx {
+	return tx.g.Statement.ConnPool.(*sql.Tx)
+}
+
+// CreateOrder opens a new round for a deal. It returns ErrConflict when the
+// deal already has a current order (the partial unique index decides, so this
+// holds across processes).
+func (tx *Tx) CreateOrder(o dispatch.Order) (dispatch.Order, error) {
+	now := tx.db.utcNow()
+	row := orderRow{ID: uuid.NewString(), AccountID: o.AccountID, LeadID: o.LeadID, PipelineID: o.PipelineID, StageID: o.StageID,
+		ChatID: o.ChatID, Status: string(o.Status), Active: true, FailReason: o.FailReason, CreatedAt: now, UpdatedAt: now}
+	if o.Status == dispatch.OrderFailed {
+		row.Active = false
+	}
+	// A savepoint keeps a unique violation from aborting the caller's
+	// PostgreSQL transaction.
+	err := tx.g.Transaction(func(g *gorm.DB) error { return g.Create(&row).Error })
+	if err != nil {
+		return dispatch.Order{}, translate(err, fmt.Sprintf("create order for lead %d", o.LeadID))
+	}
+	return row.toOrder(), nil
+}
+
+// ActiveOrder returns the deal's current order.
+func (db *DB) ActiveOrder(ctx context.Context, accountID, leadID int64) (dispatch.Order, error) {
+	var r orderRow
+	err := db.gorm.WithContext(ctx).Where("account_id = ? AND lead_id = ? AND active = ?", accountID, leadID, true).Take(&r).Error
+	if err != nil {
+		return dispatch.Order{}, translate(err, fmt.Sprintf("active order of lead %d", leadID))
+	}
+	return r.toOrder(), nil
+}
+
+// LatestOrder returns the deal's most recent order, current or not.
+func (db *DB) LatestOrder(ctx context.Context, accountID, leadID int64) (dispatch.Order, error) {
+	var r orderRow
+	err := db.gorm.WithContext(ctx).Where("account_id = ? AND lead_id = ?", accountID, leadID).
+		Order("created_at DESC, id DESC").Take(&r).Error
+	if err != nil {
+		return dispatch.Order{}, translate(err, fmt.Sprintf("latest order of lead %d", leadID))
+	}
+	return r.toOrder(), nil
+}
+
+// Order returns one of an account's orders.
+func (db *DB) Order(ctx context.Context, accountID int64, id string) (dispatch.Order, error) {
+	var r orderRow
+	if err := db.gorm.WithContext(ctx).Where("account_id = ? AND id = ?", accountID, id).Take(&r).Error; err != nil {
+		return dispatch.Order{}, translate(err, "order "+id)
+	}
+	return r.toOrder(), nil
+}
+
+// OrderInChat returns an order by id as seen from a Telegram chat: the chat
+// is the credential of a button press, so an order of another chat is not found.
+func (db *DB) OrderInChat(ctx context.Context, chatID int64, id string) (dispatch.Order, error) {
+	var r orderRow
+	if err := db.gorm.WithContext(ctx).Where("chat_id = ? AND id = ?", chatID, id).Take(&r).Error; err != nil {
+		return dispatch.Order{}, translate(err, "order "+id)
+	}
+	return r.toOrder(), nil
+}
+
+// OrderByID returns an order by id alone, for jobs that carry it.
+func (db *DB) OrderByID(ctx context.Context, id string) (dispatch.Order, error) {
+	var r orderRow
+	if err := db.gorm.WithContext(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+		return dispatch.Order{}, translate(err, "order "+id)
+	}
+	return r.toOrder(), nil
+}
+
+// MarkPosted records the group message of an order that is still posting.
+func (db *DB) MarkPosted(ctx context.Context, id string, messageID int, text string) (bool, error) {
+	res := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND status = ?", id, dispatch.OrderPosting).
+		Updates(map[string]any{"status": string(dispatch.OrderOpen), "message_id": messageID, "group_text": text, "updated_at": db.utcNow()})
+	return res.RowsAffected == 1, translate(res.Error, "mark posted")
+}
+
+// RecordMessage stores the message id of an order's post whatever its status
+// (a withdrawal may have raced the post).
+func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text string) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND message_id = 0", id).
+		Updates(map[string]any{"message_id": messageID, "group_text": text, "updated_at": db.utcNow()}).Error
+	return translate(err, "record message")
+}
+
+// TakeOrder makes executor the winner if the order is still open: one
+// conditional UPDATE decides among any number of concurrent presses, on any
+// number of processes. The caller enqueues the follow-up jobs in the same tx.
+func (tx *Tx) TakeOrder(chatID int64, id string, e dispatch.Executor) (dispatch.Order, error) {
+	now := tx.db.utcNow()
+	res := tx.g.Model(&orderRow{}).Where("id = ? AND chat_id = ? AND status = ?", id, chatID, dispatch.OrderOpen).
+		Updates(map[string]any{"status": string(dispatch.OrderTaken), "executor_id": e.TelegramID, "executor_name": e.FullName(),
+			"executor_username": e.Username, "taken_at": now, "updated_at": now})
+	if res.Error != nil {
+		return dispatch.Order{}, translate(res.Error, "take order")
+	}
+	var r orderRow
+	if err := tx.g.Where("id = ? AND chat_id = ?", id, chatID).Take(&r).Error; err != nil {
+		return dispatch.Order{}, translate(err, "order "+id)
+	}
+	if res.RowsAffected == 1 {
+		return r.toOrder(), nil
+	}
+	switch dispatch.OrderStatus(r.Status) {
+	case dispatch.OrderTaken:
+		return r.toOrder(), dispatch.ErrAlreadyTaken
+	default:
+		return r.toOrder(), dispatch.ErrOrderClosed
+	}
+}
+
+// CloseOrder ends the deal's current round (the deal left the search stage or
+// was deleted). An order still open or posting becomes withdrawn. It reports
+// the order as it was, so the caller can tidy the group post.
+func (tx *Tx) CloseOrder(accountID, leadID int64) (dispatch.Order, bool, error) {
+	var r orderRow
+	err := tx.g.Where("account_id = ? AND lead_id = ? AND active = ?", accountID, leadID, true).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return dispatch.Order{}, false, nil
+	}
+	if err != nil {
+		return dispatch.Order{}, false, translate(err, "find active order")
+	}
+	updates := map[string]any{"active": false, "updated_at": tx.db.utcNow()}
+	if r.Status == string(dispatch.OrderOpen) || r.Status == string(dispatch.OrderPosting) {
+		updates["status"] = string(dispatch.OrderWithdrawn)
+	}
+	res := tx.g.Model(&orderRow{}).Where("id = ? AND active = ?", r.ID, true).Updates(updates)
+	if res.Error != nil {
+		return dispatch.Order{}, false, translate(res.Error, "close order")
+	}
+	return r.toOrder(), res.RowsAffected == 1, nil
+}
+
+// FailOrder marks an order that cannot be posted.
+func (db *DB) FailOrder(ctx context.Context, id, reason string) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND status = ?", id, dispatch.OrderPosting).
+		Updates(map[string]any{"status": string(dispatch.OrderFailed), "active": false, "fail_reason": reason, "updated_at": db.utcNow()}).Error
+	return translate(err, "fail order")
+}
+
+// MoveOrdersToChat follows a group's migration to a supergroup.
+func (db *DB) MoveOrdersToChat(ctx context.Context, oldID, newID int64) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("chat_id = ?", oldID).
+		Updates(map[string]any{"chat_id": newID, "updated_at": db.utcNow()}).Error
+	return translate(err, "move orders")
+}
+
+// CountOrders counts an account's orders, for tests and metrics.
+func (db *DB) CountOrders(ctx context.Context, accountID int64) (int64, error) {
+	var n int64
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("account_id = ?", accountID).Count(&n).Error
+	return n, translate(err, "count orders")
+}
+
+// CreateReveal records a request for a deal's contact; its id doubles as the
+// /start token when the user must open the bot first (Telegram allows
+// A-Z a-z 0-9 _ - up to 64 characters there).
+func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64) (dispatch.Reveal, error) {
+	row := revealRow{ID: "c" + strings.ReplaceAll(uuid.NewString(), "-", ""), AccountID: o.AccountID, OrderID: o.ID,
+		TelegramID: telegramID, RequestedAt: tx.db.utcNow()}
+	if err := tx.g.Create(&row).Error; err != nil {
+		return dispatch.Reveal{}, translate(err, "create reveal")
+	}
+	return dispatch.Reveal{ID: row.ID, AccountID: row.AccountID, OrderID: row.OrderID, TelegramID: row.TelegramID, RequestedAt: row.RequestedAt}, nil
+}
+
+// Reveal returns a contact request of one Telegram user (the token's owner).
+func (db *DB) Reveal(ctx context.Context, telegramID int64, id string) (dispatch.Reveal, error) {
+	var r revealRow
+	if err := db.gorm.WithContext(ctx).Where("id = ? AND telegram_id = ?", id, telegramID).Take(&r).Error; err != nil {
+		return dispatch.Reveal{}, translate(err, "reveal")
+	}
+	return dispatch.Reveal{ID: r.ID, AccountID: r.AccountID, OrderID: r.OrderID, TelegramID: r.TelegramID, RequestedAt: r.RequestedAt, SentAt: r.SentAt}, nil
+}
+
+// MarkRevealSent records that the contact reached the user.
+func (db *DB) MarkRevealSent(ctx context.Context, id string) error {
+	err := db.gorm.WithContext(ctx).Model(&revealRow{}).Where("id = ? AND sent_at IS NULL", id).Update("sent_at", db.utcNow()).Error
+	return translate(err, "mark reveal sent")
+}
+
+// Reveals lists the contact requests of an order.
+func (db *DB) Reveals(ctx context.Context, accountID int64, orderID string) ([]dispatch.Reveal, error) {
+	var rows []revealRow
+	err := db.gorm.WithContext(ctx).Where("account_id = ? AND order_id = ?", accountID, orderID).Order("requested_at").Find(&rows).Error
+	out := make([]dispatch.Reveal, len(rows))
+	for i, r := range rows {
+		out[i] = dispatch.Reveal{ID: r.ID, AccountID: r.AccountID, OrderID: r.OrderID, TelegramID: r.TelegramID, RequestedAt: r.RequestedAt, SentAt: r.SentAt}
+	}
+	return out, translate(err, "reveals")
+}

@@ -1,0 +1,122 @@
+package telegram
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/go-telegram/bot/models"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
+)
+
+// Callback data of the order buttons: a one-letter action and the order id,
+// well inside Telegram's 64 bytes.
+const (
+	ActionPhone = "p:"
+	ActionTake  = "t:"
+	// StartContactPrefix marks a /start payload that asks for a contact.
+	StartContactPrefix = "c"
+)
+
+// TakeResult tells how a "Take order" press ended for the presser.
+type TakeResult struct {
+	Order dispatch.Order
+	// Won: this press took the order (also on a repeat press by the winner).
+	Won bool
+	// StartToken is set when the winner must open the bot to receive the contact.
+	StartToken string
+}
+
+// ContactResult tells how a "Get client phone" press is answered.
+type ContactResult struct {
+	// StartToken is set when the user never opened the bot: the answer sends
+	// them to t.me/<bot>?start=<token>, and the contact follows that /start.
+	StartToken string
+}
+
+// Orders is what button presses and contact deep links need from the dispatch flow.
+type Orders interface {
+	Take(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (TakeResult, error)
+	RequestContact(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (ContactResult, error)
+	StartToken(ctx context.Context, user dispatch.Executor, token string) error
+}
+
+func executorOf(u models.User) dispatch.Executor {
+	return dispatch.Executor{TelegramID: u.ID, FirstName: u.FirstName, LastName: u.LastName, Username: u.Username, LanguageCode: u.LanguageCode}
+}
+
+// onCallback answers a button press. The answer never waits on amoCRM or on
+// another Telegram call: everything else the press causes runs as jobs.
+func (b *Bot) onCallback(ctx context.Context, q *models.CallbackQuery) error {
+	if b.o.Orders == nil {
+		return nil
+	}
+	var chatID int64
+	switch {
+	case q.Message.Message != nil:
+		chatID = q.Message.Message.Chat.ID
+	case q.Message.InaccessibleMessage != nil:
+		chatID = q.Message.InaccessibleMessage.Chat.ID
+	}
+	lang := q.From.LanguageCode
+	user := executorOf(q.From)
+	var text, url string
+	switch {
+	case strings.HasPrefix(q.Data, ActionTake):
+		res, err := b.o.Orders.Take(ctx, chatID, strings.TrimPrefix(q.Data, ActionTake), user)
+		switch {
+		case err == nil && res.StartToken != "":
+			text = i18n.T(lang, "cb.yours_start")
+			url, err = b.StartLink(ctx, res.StartToken)
+			if err != nil {
+				url = ""
+			}
+		case err == nil:
+			text = i18n.T(lang, "cb.yours")
+		case errors.Is(err, dispatch.ErrAlreadyTaken) && res.Order.ExecutorID == user.TelegramID:
+			text = i18n.T(lang, "cb.already_yours")
+		case errors.Is(err, dispatch.ErrAlreadyTaken):
+			text = i18n.T(lang, "cb.taken")
+		case errors.Is(err, dispatch.ErrOrderClosed), errors.Is(err, dispatch.ErrNotFound):
+			text = i18n.T(lang, "cb.closed")
+		default:
+			b.answer(ctx, q.ID, i18n.T(lang, "cb.error"), "")
+			return err
+		}
+	case strings.HasPrefix(q.Data, ActionPhone):
+		res, err := b.o.Orders.RequestContact(ctx, chatID, strings.TrimPrefix(q.Data, ActionPhone), user)
+		switch {
+		case err == nil && res.StartToken != "":
+			text = i18n.T(lang, "cb.open_bot")
+			url, err = b.StartLink(ctx, res.StartToken)
+			if err != nil {
+				url = ""
+			}
+		case err == nil:
+			text = i18n.T(lang, "cb.contact_sent")
+		case errors.Is(err, dispatch.ErrAlreadyTaken):
+			text = i18n.T(lang, "cb.taken")
+		case errors.Is(err, dispatch.ErrOrderClosed), errors.Is(err, dispatch.ErrNotFound):
+			text = i18n.T(lang, "cb.closed")
+		default:
+			b.answer(ctx, q.ID, i18n.T(lang, "cb.error"), "")
+			return err
+		}
+	default:
+		// A button of an older bot version, or forged data: answer so the
+		// spinner stops, do nothing else.
+		text = i18n.T(lang, "cb.closed")
+	}
+	b.answer(ctx, q.ID, text, url)
+	return nil
+}
+
+// answer is best effort: a query older than Telegram accepts ("query is too
+// old") cannot be answered later either, so failures are only logged.
+func (b *Bot) answer(ctx context.Context, queryID, text, url string) {
+	if err := b.AnswerCallback(ctx, queryID, text, url, false); err != nil {
+		b.log.Warn("telegram answerCallbackQuery failed", "err", err)
+	}
+}

@@ -1,0 +1,146 @@
+package telegram
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	tgbot "github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+)
+
+// Outcomes of a Bot API call that the caller must treat differently from a
+// plain retryable failure.
+var (
+	// ErrChatGone: the bot cannot post to the chat any more (removed, kicked,
+	// chat deleted). Retrying is useless.
+	ErrChatGone = errors.New("telegram: chat unavailable to the bot")
+	// ErrUserUnreachable: a private chat the bot may not write to (never
+	// started, blocked, deactivated).
+	ErrUserUnreachable = errors.New("telegram: user cannot be written to")
+	// ErrMessageGone: the message to edit no longer exists.
+	ErrMessageGone = errors.New("telegram: message not found")
+)
+
+// RetryAfterError is a 429: nothing may be sent before After.
+type RetryAfterError struct{ After time.Duration }
+
+func (e *RetryAfterError) Error() string { return fmt.Sprintf("telegram: flood limit, retry after %s", e.After) }
+
+// MigratedError: the group became a supergroup with a new id.
+type MigratedError struct{ NewChatID int64 }
+
+func (e *MigratedError) Error() string {
+	return fmt.Sprintf("telegram: group migrated to supergroup %d", e.NewChatID)
+}
+
+// classify turns the library's errors into the outcomes above.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var tooMany *tgbot.TooManyRequestsError
+	if errors.As(err, &tooMany) {
+		return &RetryAfterError{After: time.Duration(max(tooMany.RetryAfter, 1)) * time.Second}
+	}
+	var migrate *tgbot.MigrateError
+	if errors.As(err, &migrate) {
+		return &MigratedError{NewChatID: int64(migrate.MigrateToChatID)}
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, tgbot.ErrorForbidden):
+		if strings.Contains(msg, "initiate conversation") || strings.Contains(msg, "blocked by the user") ||
+			strings.Contains(msg, "user is deactivated") {
+			return fmt.Errorf("%w: %s", ErrUserUnreachable, msg)
+		}
+		return fmt.Errorf("%w: %s", ErrChatGone, msg)
+	case errors.Is(err, tgbot.ErrorBadRequest):
+		switch {
+		case strings.Contains(msg, "message is not modified"):
+			return nil // the edit is already in place
+		case strings.Contains(msg, "chat not found"), strings.Contains(msg, "group chat was deactivated"):
+			return fmt.Errorf("%w: %s", ErrChatGone, msg)
+		case strings.Contains(msg, "message to edit not found"), strings.Contains(msg, "message to delete not found"),
+			strings.Contains(msg, "MESSAGE_ID_INVALID"):
+			return fmt.Errorf("%w: %s", ErrMessageGone, msg)
+		}
+	}
+	return fmt.Errorf("telegram: %w", err)
+}
+
+// Button is one inline keyboard button (callback or URL).
+type Button struct {
+	Text, Data, URL string
+}
+
+func keyboard(rows [][]Button) models.ReplyMarkup {
+	if rows == nil {
+		return nil
+	}
+	kb := make([][]models.InlineKeyboardButton, len(rows))
+	for i, row := range rows {
+		for _, b := range row {
+			kb[i] = append(kb[i], models.InlineKeyboardButton{Text: b.Text, CallbackData: b.Data, URL: b.URL})
+		}
+	}
+	return &models.InlineKeyboardMarkup{InlineKeyboard: kb}
+}
+
+const callTimeout = 15 * time.Second
+
+// SendHTML posts an HTML message, with an optional inline keyboard.
+func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if err := b.pace.wait(ctx, chatID); err != nil {
+		return 0, err
+	}
+	disabled := true
+	msg, err := b.api.SendMessage(ctx, &tgbot.SendMessageParams{
+		ChatID: chatID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
+		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
+	})
+	if err != nil {
+		return 0, classify(err)
+	}
+	return msg.ID, nil
+}
+
+// EditHTML replaces a message's text and removes its keyboard. An identical
+// edit ("message is not modified") counts as success.
+func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if err := b.pace.wait(ctx, chatID); err != nil {
+		return err
+	}
+	disabled := true
+	_, err := b.api.EditMessageText(ctx, &tgbot.EditMessageTextParams{
+		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML,
+		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
+	})
+	return classify(err)
+}
+
+// AnswerCallback answers a button press: a short text, or a URL that makes
+// Telegram open the bot's private chat.
+func (b *Bot) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := b.api.AnswerCallbackQuery(ctx, &tgbot.AnswerCallbackQueryParams{
+		CallbackQueryID: queryID, Text: text, URL: url, ShowAlert: alert,
+	})
+	return classify(err)
+}
+
+// StartLink is the deep link that opens the bot's private chat with a payload.
+func (b *Bot) StartLink(ctx context.Context, payload string) (string, error) {
+	u, err := b.Username(ctx)
+	if err != nil {
+		return "", err
+	}
+	return "https://t.me/" + u + "?start=" + payload, nil
+}
