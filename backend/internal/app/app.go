@@ -242,7 +242,7 @@ func (a *App) startWorkers(ctx context.Context, telegramSecret string) {
 	if a.bot == nil {
 		return
 	}
-	a.go_(func() { a.bot.Process(ctx, time.Second) })
+	a.go_(func() { a.bot.Process(ctx, time.Second, 8) })
 	if a.cfg.TelegramMode == config.ModePolling {
 		a.go_(func() { _ = a.bot.Poll(ctx) })
 		return

@@ -220,3 +220,9 @@ func (f *Flow) PendingJobs(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// Reconcile runs a reconciler pass now instead of waiting for the period.
+func (f *Flow) Reconcile(ctx context.Context) error {
+	_, err := f.river.Insert(ctx, ReconcileArgs{}, nil)
+	return err
+}

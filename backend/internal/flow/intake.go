@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
@@ -172,7 +173,10 @@ func (f *Flow) reconcile(ctx context.Context) error {
 		}
 		if s.HasTriggers() {
 			params = append(params, river.InsertManyParams{Args: ReconcileAccountArgs{AccountID: a.ID},
-				InsertOpts: &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: f.o.ReconcileInterval}}})
+				// One pass per account at a time; a new one once it finished.
+				InsertOpts: &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+					rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+					rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}})
 		}
 	}
 	if len(params) == 0 {

@@ -27,7 +27,9 @@ var (
 // RetryAfterError is a 429: nothing may be sent before After.
 type RetryAfterError struct{ After time.Duration }
 
-func (e *RetryAfterError) Error() string { return fmt.Sprintf("telegram: flood limit, retry after %s", e.After) }
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("telegram: flood limit, retry after %s", e.After)
+}
 
 // MigratedError: the group became a supergroup with a new id.
 type MigratedError struct{ NewChatID int64 }

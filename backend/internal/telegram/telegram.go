@@ -268,31 +268,45 @@ func (b *Bot) getUpdates(ctx context.Context, offset int64) ([]json.RawMessage, 
 }
 
 // Process works stored updates until ctx ends: woken at once by Accept, and
-// every interval to pick up updates stored by other processes or left by a crash.
-func (b *Bot) Process(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		for b.processBatch(ctx) {
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.wake:
-		case <-t.C:
-		}
+// every interval to pick up updates stored by other processes or left by a
+// crash. Several workers claim small batches, so a burst of button presses is
+// answered in parallel; each update is claimed by exactly one of them.
+func (b *Bot) Process(ctx context.Context, interval time.Duration, workers int) {
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				for b.processBatch(ctx) {
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-b.wake:
+				case <-t.C:
+				}
+			}
+		}()
 	}
+	wg.Wait()
 }
 
-// processBatch handles one batch; it reports whether there may be more.
+// processBatch handles one batch; it reports whether there may be more, and
+// wakes another worker to share them.
 func (b *Bot) processBatch(ctx context.Context) bool {
-	const batch = 50
+	const batch = 8
 	ups, err := b.o.Inbox.ClaimUpdates(ctx, b.o.Owner, batch, time.Minute)
 	if err != nil {
 		if ctx.Err() == nil {
 			b.log.Error("telegram claim updates", "err", err)
 		}
 		return false
+	}
+	if len(ups) == batch {
+		b.Wake()
 	}
 	for _, u := range ups {
 		err := b.handle(ctx, u.Payload)
