@@ -22,6 +22,8 @@ type tenant struct {
 	group    faketelegram.Chat
 	contact  fakeamocrm.Contact
 	amoUser  int64
+	boss     int64  // Telegram user who linked the group
+	code     string // the account's link code
 }
 
 func pipelineSpec(id, base int64, lang string) fakeamocrm.Pipeline {
@@ -35,7 +37,7 @@ func pipelineSpec(id, base int64, lang string) fakeamocrm.Pipeline {
 }
 
 // newTenant installs an account, links a group and saves dispatch settings.
-func newTenant(t *testing.T, e *env, b *backend, id int64, sub, lang string, stageBase int64) *tenant {
+func newTenant(t testing.TB, e *env, b *backend, id int64, sub, lang string, stageBase int64) *tenant {
 	t.Helper()
 	ctx := context.Background()
 	p := pipelineSpec(id/1000, stageBase, lang)
@@ -61,11 +63,11 @@ func newTenant(t *testing.T, e *env, b *backend, id int64, sub, lang string, sta
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tenant{acc: acc, pipeline: p.ID, group: group, contact: contact, amoUser: id + 2}
+	return &tenant{acc: acc, pipeline: p.ID, group: group, contact: contact, amoUser: id + 2, boss: boss.ID, code: code}
 }
 
 // newLead creates a deal in the first stage with the tenant's contact.
-func (tn *tenant) newLead(t *testing.T, e *env, name string) fakeamocrm.Lead {
+func (tn *tenant) newLead(t testing.TB, e *env, name string) fakeamocrm.Lead {
 	t.Helper()
 	l, err := e.amo.AddLead(tn.acc.ID, fakeamocrm.Lead{Name: name, Price: 15000, PipelineID: tn.pipeline,
 		StatusID: tn.acc.Pipelines()[0].Statuses[0].ID,
@@ -105,7 +107,7 @@ type button struct {
 	CallbackData string `json:"callback_data"`
 }
 
-func buttonsOf(t *testing.T, m faketelegram.Message) []button {
+func buttonsOf(t testing.TB, m faketelegram.Message) []button {
 	t.Helper()
 	if len(m.ReplyMarkup) == 0 {
 		return nil
@@ -114,7 +116,7 @@ func buttonsOf(t *testing.T, m faketelegram.Message) []button {
 		InlineKeyboard [][]button `json:"inline_keyboard"`
 	}
 	if err := json.Unmarshal(m.ReplyMarkup, &kb); err != nil {
-		t.Fatal(err)
+		t.Fatalf("reply_markup: %v", err)
 	}
 	var out []button
 	for _, row := range kb.InlineKeyboard {
@@ -363,7 +365,7 @@ func fieldValue(l fakeamocrm.Lead, fieldID int64) string {
 }
 
 // waitJobsIdle waits until no job is queued or running.
-func waitJobsIdle(t *testing.T, b *backend) {
+func waitJobsIdle(t testing.TB, b *backend) {
 	t.Helper()
 	eventually(t, "jobs idle", func() bool {
 		n, err := b.Flow().PendingJobs(context.Background())

@@ -32,7 +32,7 @@ const (
 // env is one test world: fakes plus the database they share with every
 // backend process started in it.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	kind  dbtest.Kind
 	amo   *fakeamocrm.Server
 	tg    *faketelegram.Server
@@ -54,7 +54,7 @@ func withAmoOptions(fn func(*fakeamocrm.Options)) envOption {
 	return func(c *envConfig) { fn(&c.amoOpts) }
 }
 
-func newEnv(t *testing.T, kind dbtest.Kind, opts ...envOption) *env {
+func newEnv(t testing.TB, kind dbtest.Kind, opts ...envOption) *env {
 	t.Helper()
 	var c envConfig
 	for _, o := range opts {
@@ -84,7 +84,7 @@ func (e *env) amoOpts(c *envConfig) {
 	e.firstPort = port
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,7 +102,7 @@ type backend struct {
 }
 
 // stop shuts the backend down gracefully (once).
-func (b *backend) stop(t *testing.T) {
+func (b *backend) stop(t testing.TB) {
 	b.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -112,7 +112,7 @@ func (b *backend) stop(t *testing.T) {
 	})
 }
 
-func shutdown(t *testing.T, b *backend) { b.stop(t) }
+func shutdown(t testing.TB, b *backend) { b.stop(t) }
 
 type backendOption func(map[string]string)
 
@@ -147,7 +147,9 @@ func (e *env) start(opts ...backendOption) *backend {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: level}))
 	a, err := app.Start(context.Background(), cfg, log)
 	if err != nil {
 		e.t.Fatal(err)
@@ -158,7 +160,7 @@ func (e *env) start(opts ...backendOption) *backend {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -169,7 +171,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -180,7 +182,7 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func post(t *testing.T, url, contentType, body string, headers ...string) (int, string) {
+func post(t testing.TB, url, contentType, body string, headers ...string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)

@@ -24,7 +24,7 @@ var startgroupRe = regexp.MustCompile(`https://t\.me/` + botName + `\?startgroup
 
 // install runs amoCRM's install redirect against the backend and returns the
 // Telegram link code shown on the confirmation page.
-func install(t *testing.T, e *env, b *backend, accountID int64) string {
+func install(t testing.TB, e *env, b *backend, accountID int64) string {
 	t.Helper()
 	in := e.amo.IssueInstall(accountID, "")
 	status, body := get(t, b.URL+"/oauth/amocrm/callback?"+in.Query.Encode())
@@ -356,7 +356,7 @@ func botTexts(e *env, chatID int64) []string {
 // announceOversized sends only the headers of a request whose Content-Length
 // exceeds the limit and returns the status the server answers without
 // waiting for the body (Go's client would report the reset, not the 413).
-func announceOversized(t *testing.T, rawURL string, size int) int {
+func announceOversized(t testing.TB, rawURL string, size int) int {
 	t.Helper()
 	u, _ := url.Parse(rawURL)
 	conn, err := net.Dial("tcp", u.Host)

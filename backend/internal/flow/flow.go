@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,6 +57,9 @@ type Flow struct {
 	log    *slog.Logger
 	river  *river.Client[*sql.Tx]
 	pgPool *pgxpool.Pool
+
+	fieldsMu sync.Mutex
+	fields   map[int64]cachedFields
 }
 
 func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {
@@ -98,7 +102,7 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		}
 		o.Location = loc
 	}
-	f := &Flow{o: o, db: o.DB, log: o.Log}
+	f := &Flow{o: o, db: o.DB, log: o.Log, fields: map[int64]cachedFields{}}
 	if o.PostgresURL != "" {
 		cfg, err := pgxpool.ParseConfig(o.PostgresURL)
 		if err != nil {

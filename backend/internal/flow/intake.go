@@ -10,6 +10,7 @@ import (
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/orderview"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
@@ -41,7 +42,7 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 	if err != nil {
 		return err
 	}
-	var jobs []river.JobArgs
+	var leads []int64
 	seen := map[int64]bool{}
 	for _, ev := range payload.Leads {
 		if seen[ev.LeadID] {
@@ -59,17 +60,18 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 		}
 		if relevant {
 			seen[ev.LeadID] = true
-			jobs = append(jobs, DispatchLeadArgs{AccountID: args.AccountID, LeadID: ev.LeadID, Reason: "webhook:" + string(ev.Kind)})
+			leads = append(leads, ev.LeadID)
 		}
 	}
-	return f.db.InTx(ctx, func(tx *store.Tx) error {
-		if len(jobs) > 0 {
-			if err := f.enqueue(ctx, tx, jobs...); err != nil {
-				return err
-			}
+	// Deals are dispatched right here, not through further jobs, to keep
+	// "webhook → post" short; a failure retries the whole event, which is
+	// harmless because dispatching is idempotent.
+	for _, id := range leads {
+		if err := f.dispatchLead(ctx, DispatchLeadArgs{AccountID: args.AccountID, LeadID: id, Reason: "webhook"}); err != nil {
+			return outcome(err)
 		}
-		return tx.MarkEventProcessed(args.AccountID, args.EventID)
-	})
+	}
+	return f.db.InTx(ctx, func(tx *store.Tx) error { return tx.MarkEventProcessed(args.AccountID, args.EventID) })
 }
 
 // dispatchLead makes the deal's orders match the deal as amoCRM has it now:
@@ -108,9 +110,19 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 		f.log.Warn("deal in a search stage but no chat to post to", "account_id", args.AccountID, "lead_id", args.LeadID, "err", err)
 		return nil
 	}
+	// The post is rendered now, from the deal just read, so posting needs no
+	// further amoCRM request.
+	a, err := f.db.Account(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	view, err := f.viewOptions(ctx, api, a, settings)
+	if err != nil {
+		return err
+	}
 	err = f.db.InTx(ctx, func(tx *store.Tx) error {
 		o, err := tx.CreateOrder(dispatch.Order{AccountID: args.AccountID, LeadID: lead.ID, PipelineID: lead.PipelineID,
-			StageID: lead.StatusID, ChatID: chatID, Status: dispatch.OrderPosting})
+			StageID: lead.StatusID, ChatID: chatID, Status: dispatch.OrderPosting, GroupText: orderview.Group(lead, view)})
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"time"
 	"unicode/utf16"
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
@@ -16,11 +17,35 @@ import (
 
 var errNoBot = errors.New("telegram bot is not configured")
 
-// viewOptions gathers how an account's orders are rendered.
-func (f *Flow) viewOptions(ctx context.Context, api *amocrm.API, a dispatch.Account, s dispatch.Settings) (orderview.Options, error) {
+// leadFields returns the account's deal fields, cached for a minute: every
+// post needs them, and amoCRM allows an account 7 requests a second.
+func (f *Flow) leadFields(ctx context.Context, api *amocrm.API, accountID int64) ([]amocrm.CustomField, error) {
+	f.fieldsMu.Lock()
+	c, ok := f.fields[accountID]
+	f.fieldsMu.Unlock()
+	if ok && time.Since(c.at) < time.Minute {
+		return c.fields, nil
+	}
 	fields, err := api.ListLeadCustomFields(ctx)
 	if err != nil {
-		return orderview.Options{}, fmt.Errorf("list deal fields: %w", err)
+		return nil, fmt.Errorf("list deal fields: %w", err)
+	}
+	f.fieldsMu.Lock()
+	f.fields[accountID] = cachedFields{fields: fields, at: time.Now()}
+	f.fieldsMu.Unlock()
+	return fields, nil
+}
+
+type cachedFields struct {
+	fields []amocrm.CustomField
+	at     time.Time
+}
+
+// viewOptions gathers how an account's orders are rendered.
+func (f *Flow) viewOptions(ctx context.Context, api *amocrm.API, a dispatch.Account, s dispatch.Settings) (orderview.Options, error) {
+	fields, err := f.leadFields(ctx, api, a.ID)
+	if err != nil {
+		return orderview.Options{}, err
 	}
 	o := orderview.Options{Lang: i18n.Lang(s.Lang(a)), Currency: a.Currency, Location: f.o.Location,
 		ShowFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget}
@@ -78,15 +103,16 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.Active || c.AccountID != o.AccountID {
 		return f.db.FailOrder(ctx, o.ID, "chat is no longer linked")
 	}
-	_, lead, view, err := f.orderContext(ctx, o, false)
-	if errors.Is(err, amocrm.ErrNotFound) {
-		return f.closeRound(ctx, o.AccountID, o.LeadID)
-	}
+	a, err := f.db.Account(ctx, o.AccountID)
 	if err != nil {
 		return err
 	}
-	text := orderview.Group(lead, view)
-	msgID, err := f.o.Bot.SendHTML(ctx, o.ChatID, text, buttons(view.Lang, o.ID))
+	s, err := f.db.Settings(ctx, o.AccountID)
+	if err != nil {
+		return err
+	}
+	text := o.GroupText
+	msgID, err := f.o.Bot.SendHTML(ctx, o.ChatID, text, buttons(i18n.Lang(s.Lang(a)), o.ID))
 	if err != nil {
 		return f.chatFailure(ctx, o, err)
 	}

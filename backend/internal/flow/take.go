@@ -27,18 +27,18 @@ func (f *Flow) reachable(ctx context.Context, telegramID int64) bool {
 // and enqueues everything that follows in the same transaction: the group
 // edit, the winner's private order, the amoCRM update and the note.
 func (f *Flow) Take(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (telegram.TakeResult, error) {
-	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
-		return telegram.TakeResult{}, err
-	}
-	reachable := f.reachable(ctx, user.TelegramID)
 	var res telegram.TakeResult
 	err := f.db.InTx(ctx, func(tx *store.Tx) error {
 		o, err := tx.TakeOrder(chatID, orderID, user)
 		res.Order = o
 		if err != nil {
-			return err
+			return err // a lost race costs one UPDATE and one SELECT
 		}
 		res.Won = true
+		reachable, err := tx.SaveExecutor(user)
+		if err != nil {
+			return err
+		}
 		reveal, err := tx.CreateReveal(o, user.TelegramID)
 		if err != nil {
 			return err

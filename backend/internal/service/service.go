@@ -44,7 +44,8 @@ type Service struct {
 
 	refreshMu sync.Map // account id → *sync.Mutex: one refresh per account in this process
 
-	intake func(ctx context.Context, accountID int64, body []byte) error
+	intake   func(ctx context.Context, accountID int64, body []byte) error
+	accounts sync.Map // account id → cachedAccount, for webhook authentication
 }
 
 func New(cfg Config, db *store.DB, amo *amocrm.Client, log *slog.Logger, now func() time.Time) *Service {
@@ -125,6 +126,7 @@ func (s *Service) Install(ctx context.Context, req InstallRequest) (dispatch.Acc
 	if err != nil {
 		return dispatch.Account{}, err
 	}
+	s.forgetAccount(account.ID)
 	s.log.Info("account installed", "account_id", account.ID, "domain", domain)
 	if err := s.Setup(ctx, account.ID); err != nil {
 		// The account is installed; setup is retried in the background.
@@ -256,6 +258,7 @@ func (s *Service) Disconnect(ctx context.Context, clientUUID, accountID, signatu
 	if err := s.db.SetAccountStatus(ctx, id, dispatch.AccountDisabled); err != nil {
 		return err
 	}
+	s.forgetAccount(id)
 	s.log.Info("account disabled the integration", "account_id", id)
 	return nil
 }

@@ -121,6 +121,7 @@ func (s *Service) refreshHolding(ctx context.Context, accountID int64, domain, f
 			if serr := s.db.SetAccountStatus(context.WithoutCancel(ctx), accountID, dispatch.AccountRevoked); serr != nil {
 				s.log.Error("mark account revoked", "account_id", accountID, "err", serr)
 			}
+			s.forgetAccount(accountID)
 			s.log.Error("amoCRM revoked the account's tokens; the admin must reinstall the integration", "account_id", accountID)
 			return "", fmt.Errorf("account %d refresh: %w: %w", accountID, dispatch.ErrAccountOff, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 )
@@ -21,7 +22,7 @@ func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam
 	if err != nil || id <= 0 {
 		return fmt.Errorf("webhook: %w", dispatch.ErrNotFound)
 	}
-	a, err := s.db.Account(ctx, id)
+	a, err := s.webhookAccount(ctx, id)
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
@@ -50,3 +51,32 @@ func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam
 func (s *Service) SetIntake(fn func(ctx context.Context, accountID int64, body []byte) error) {
 	s.intake = fn
 }
+
+// webhookAccount reads an account for webhook authentication through a short
+// cache: amoCRM may send bursts, and each lookup would otherwise cost a query
+// and a decryption. Changes made by this process drop the entry at once;
+// another replica's change is seen within the TTL, and a job for an account
+// that was switched off meanwhile is cancelled when it runs.
+func (s *Service) webhookAccount(ctx context.Context, id int64) (dispatch.Account, error) {
+	if v, ok := s.accounts.Load(id); ok {
+		c := v.(cachedAccount)
+		if s.now().Before(c.until) {
+			return c.account, nil
+		}
+	}
+	a, err := s.db.Account(ctx, id)
+	if err != nil {
+		return a, err
+	}
+	s.accounts.Store(id, cachedAccount{account: a, until: s.now().Add(accountCacheTTL)})
+	return a, nil
+}
+
+const accountCacheTTL = 5 * time.Second
+
+type cachedAccount struct {
+	account dispatch.Account
+	until   time.Time
+}
+
+func (s *Service) forgetAccount(id int64) { s.accounts.Delete(id) }

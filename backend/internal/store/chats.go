@@ -142,6 +142,26 @@ func (db *DB) SaveExecutor(ctx context.Context, e dispatch.Executor, started boo
 	return translate(err, "save executor")
 }
 
+// SaveExecutor records the profile of a user inside a transaction and
+// reports whether the bot may write to them privately.
+func (tx *Tx) SaveExecutor(e dispatch.Executor) (reachable bool, err error) {
+	now := tx.db.utcNow()
+	row := executorRow{TelegramID: e.TelegramID, FirstName: e.FirstName, LastName: e.LastName, Username: e.Username,
+		LanguageCode: e.LanguageCode, CreatedAt: now, UpdatedAt: now}
+	err = tx.g.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "telegram_id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"first_name", "last_name", "username", "language_code", "updated_at"}),
+	}).Create(&row).Error
+	if err != nil {
+		return false, translate(err, "save executor")
+	}
+	var r executorRow
+	if err := tx.g.Where("telegram_id = ?", e.TelegramID).Take(&r).Error; err != nil {
+		return false, translate(err, "read executor")
+	}
+	return r.Started && !r.Blocked, nil
+}
+
 // Executor returns a known Telegram user.
 func (db *DB) Executor(ctx context.Context, telegramID int64) (dispatch.Executor, error) {
 	var r executorRow

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -117,34 +119,26 @@ func (db *DB) SaveUpdates(ctx context.Context, updates []StoredUpdate) (inserted
 	return int(res.RowsAffected), nil
 }
 
-// ClaimUpdates leases up to limit unprocessed updates to owner, oldest first.
-// Each row is taken with a conditional UPDATE, so two processes never work the
-// same update at once; an expired lease (crashed worker) is taken over.
+// ClaimUpdates leases up to limit unprocessed updates to owner, oldest first,
+// in one conditional UPDATE: two processes never work the same update at
+// once, and an expired lease (crashed worker) is taken over.
 func (db *DB) ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]StoredUpdate, error) {
 	now := db.nowMillis()
-	var candidates []updateRow
-	err := db.gorm.WithContext(ctx).Select("update_id").
-		Where("processed_at IS NULL AND claimed_until <= ?", now).
-		Order("update_id").Limit(limit).Find(&candidates).Error
+	var rows []updateRow
+	err := db.gorm.WithContext(ctx).Raw(`UPDATE telegram_updates
+		SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1
+		WHERE update_id IN (SELECT update_id FROM telegram_updates
+		                    WHERE processed_at IS NULL AND claimed_until <= ? ORDER BY update_id LIMIT ?)
+		  AND processed_at IS NULL AND claimed_until <= ?
+		RETURNING update_id, payload, attempts`,
+		owner, now+lease.Milliseconds(), now, limit, now).Scan(&rows).Error
 	if err != nil {
 		return nil, translate(err, "claim updates")
 	}
-	var out []StoredUpdate
-	for _, c := range candidates {
-		res := db.gorm.WithContext(ctx).Model(&updateRow{}).
-			Where("update_id = ? AND processed_at IS NULL AND claimed_until <= ?", c.UpdateID, now).
-			Updates(map[string]any{"claimed_by": owner, "claimed_until": now + lease.Milliseconds(), "attempts": gorm.Expr("attempts + 1")})
-		if res.Error != nil {
-			return out, translate(res.Error, "claim update")
-		}
-		if res.RowsAffected == 0 {
-			continue
-		}
-		var r updateRow
-		if err := db.gorm.WithContext(ctx).Where("update_id = ?", c.UpdateID).Take(&r).Error; err != nil {
-			return out, translate(err, "read claimed update")
-		}
-		out = append(out, StoredUpdate{ID: r.UpdateID, Payload: []byte(r.Payload), Attempts: r.Attempts})
+	slices.SortFunc(rows, func(a, b updateRow) int { return cmp.Compare(a.UpdateID, b.UpdateID) })
+	out := make([]StoredUpdate, len(rows))
+	for i, r := range rows {
+		out[i] = StoredUpdate{ID: r.UpdateID, Payload: []byte(r.Payload), Attempts: r.Attempts}
 	}
 	return out, nil
 }

@@ -76,7 +76,8 @@ func (tx *Tx) SQL() *sql.Tx {
 func (tx *Tx) CreateOrder(o dispatch.Order) (dispatch.Order, error) {
 	now := tx.db.utcNow()
 	row := orderRow{ID: uuid.NewString(), AccountID: o.AccountID, LeadID: o.LeadID, PipelineID: o.PipelineID, StageID: o.StageID,
-		ChatID: o.ChatID, Status: string(o.Status), Active: true, FailReason: o.FailReason, CreatedAt: now, UpdatedAt: now}
+		ChatID: o.ChatID, Status: string(o.Status), Active: true, GroupText: o.GroupText, FailReason: o.FailReason,
+		CreatedAt: now, UpdatedAt: now}
 	if o.Status == dispatch.OrderFailed {
 		row.Active = false
 	}
