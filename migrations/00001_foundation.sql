@@ -82,16 +82,6 @@ CREATE TABLE telegram_updates (
 );
 CREATE INDEX telegram_updates_pending ON telegram_updates (processed_at, update_id);
 
--- Raw amoCRM webhook deliveries, stored before the 2xx; processed by the dispatch flow.
-CREATE TABLE amocrm_events (
-    id           TEXT PRIMARY KEY,
-    account_id   BIGINT NOT NULL,
-    body         TEXT NOT NULL,
-    received_at  TIMESTAMP NOT NULL,
-    processed_at TIMESTAMP NULL
-);
-CREATE INDEX amocrm_events_pending ON amocrm_events (processed_at, received_at);
-
 -- Named leases: one holder at a time across processes (Telegram poller, ...).
 CREATE TABLE leases (
     name        TEXT PRIMARY KEY,
@@ -101,7 +91,6 @@ CREATE TABLE leases (
 
 -- +goose Down
 DROP TABLE leases;
-DROP TABLE amocrm_events;
 DROP TABLE telegram_updates;
 DROP TABLE executors;
 DROP TABLE chats;

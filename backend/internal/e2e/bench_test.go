@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -28,10 +29,15 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-func quietLogs(vars map[string]string) { vars["LOG_LEVEL"] = "warn" }
+// quietLogs keeps the benchmark's own logging small; BENCH_LOG_LEVEL=info
+// shows the flow's timeline.
+func quietLogs(vars map[string]string) { vars["LOG_LEVEL"] = cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "warn") }
 
 func runLoad(b *testing.B, kind dbtest.Kind) {
 	e := newEnv(b, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+	if os.Getenv("BENCH_LOG_LEVEL") != "" {
+		defer func() { fmt.Println(e.logs.String()) }()
+	}
 	be := e.start(quietLogs)
 	tn := newTenant(b, e, be, 44000000, "bench", "ru", 4000)
 	fmt.Fprintf(os.Stdout, "\n== %s (%d CPUs, %s/%s)\n", kind, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)

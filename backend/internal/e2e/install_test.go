@@ -144,7 +144,7 @@ func TestInstallSubscribeAndLinkTwoAccounts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before, _ := b.Store().CountEvents(ctx, accA.ID)
+		before, _ := b.Flow().EventsReceived(ctx, accA.ID)
 		if err := e.amo.MoveLead(accA.ID, lead.ID, accA.Pipelines()[0].Statuses[1].ID); err != nil {
 			t.Fatal(err)
 		}
@@ -156,11 +156,11 @@ func TestInstallSubscribeAndLinkTwoAccounts(t *testing.T) {
 				t.Fatalf("backend answered amoCRM webhook with %d", d.StatusCode)
 			}
 		}
-		after, _ := b.Store().CountEvents(ctx, accA.ID)
+		after, _ := b.Flow().EventsReceived(ctx, accA.ID)
 		if after <= before {
 			t.Fatal("stage change webhook was not stored")
 		}
-		if n, _ := b.Store().CountEvents(ctx, accB.ID); n != 0 {
+		if n, _ := b.Flow().EventsReceived(ctx, accB.ID); n != 0 {
 			t.Fatalf("account B got %d of A's events", n)
 		}
 	})
@@ -285,7 +285,7 @@ func TestInstallRejectsBadInput(t *testing.T) {
 		if s := announceOversized(t, hook, 2<<20); s != 413 {
 			t.Errorf("oversized body: %d", s)
 		}
-		if n, _ := b.Store().CountEvents(ctx, accA.ID); n != 0 {
+		if n, _ := b.Flow().EventsReceived(ctx, accA.ID); n != 0 {
 			t.Fatalf("rejected webhooks stored %d events", n)
 		}
 		if s, _ := post(t, hook, "application/x-www-form-urlencoded", form); s != 200 {

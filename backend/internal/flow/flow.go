@@ -60,6 +60,8 @@ type Flow struct {
 
 	fieldsMu sync.Mutex
 	fields   map[int64]cachedFields
+
+	leadLocks [64]sync.Mutex // striped by lead id
 }
 
 func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {

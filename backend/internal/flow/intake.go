@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -14,26 +15,36 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
-// Intake stores an authenticated amoCRM webhook delivery and enqueues its
-// processing in one transaction; the HTTP answer waits only for this.
+// Intake stores an authenticated amoCRM webhook delivery as the job that
+// processes it; the HTTP answer waits only for this one insert.
 func (f *Flow) Intake(ctx context.Context, accountID int64, body []byte) error {
-	return f.db.InTx(ctx, func(tx *store.Tx) error {
-		id, err := tx.SaveEvent(accountID, body)
-		if err != nil {
-			return err
+	if _, err := f.river.Insert(ctx, EventArgs{AccountID: accountID, Body: string(body)}, nil); err != nil {
+		return fmt.Errorf("flow: store webhook: %w", err)
+	}
+	return nil
+}
+
+// EventsReceived counts the webhook deliveries stored for an account (the
+// job rows River still keeps), for tests and diagnostics.
+func (f *Flow) EventsReceived(ctx context.Context, accountID int64) (int, error) {
+	res, err := f.river.JobList(ctx, river.NewJobListParams().Kinds(EventArgs{}.Kind()).First(10000))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, j := range res.Jobs {
+		var a EventArgs
+		if json.Unmarshal(j.EncodedArgs, &a) == nil && a.AccountID == accountID {
+			n++
 		}
-		return f.enqueue(ctx, tx, EventArgs{EventID: id, AccountID: accountID})
-	})
+	}
+	return n, nil
 }
 
 // workEvent turns one webhook delivery into dispatch_lead jobs for the deals
 // it may concern. Webhooks are only hints: dispatch_lead re-reads the deal.
 func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
-	body, err := f.db.Event(ctx, args.AccountID, args.EventID)
-	if err != nil {
-		return river.JobCancel(err)
-	}
-	payload, err := amocrm.ParseWebhook(body)
+	payload, err := amocrm.ParseWebhook([]byte(args.Body))
 	if err != nil {
 		f.log.Warn("amoCRM webhook not understood, skipped", "account_id", args.AccountID, "err", err)
 		return nil
@@ -42,7 +53,7 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 	if err != nil {
 		return err
 	}
-	var leads []int64
+	var leads []DispatchLeadArgs
 	seen := map[int64]bool{}
 	for _, ev := range payload.Leads {
 		if seen[ev.LeadID] {
@@ -60,18 +71,18 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 		}
 		if relevant {
 			seen[ev.LeadID] = true
-			leads = append(leads, ev.LeadID)
+			leads = append(leads, DispatchLeadArgs{AccountID: args.AccountID, LeadID: ev.LeadID, Reason: "webhook", HintStageID: ev.StatusID})
 		}
 	}
 	// Deals are dispatched right here, not through further jobs, to keep
 	// "webhook → post" short; a failure retries the whole event, which is
 	// harmless because dispatching is idempotent.
-	for _, id := range leads {
-		if err := f.dispatchLead(ctx, DispatchLeadArgs{AccountID: args.AccountID, LeadID: id, Reason: "webhook"}); err != nil {
+	for _, l := range leads {
+		if err := f.dispatchLead(ctx, l); err != nil {
 			return outcome(err)
 		}
 	}
-	return f.db.InTx(ctx, func(tx *store.Tx) error { return tx.MarkEventProcessed(args.AccountID, args.EventID) })
+	return nil
 }
 
 // dispatchLead makes the deal's orders match the deal as amoCRM has it now:
@@ -80,6 +91,23 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 // Duplicated, late or lost webhooks therefore cannot post twice or miss a
 // deal, and the backend's own stage move only closes the round.
 func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
+	// amoCRM sends several hooks for one change (status_lead, update_lead);
+	// dispatching a deal one at a time lets the later ones see the order the
+	// first created instead of spending amoCRM requests on the same answer.
+	mu := &f.leadLocks[uint64(args.LeadID)%uint64(len(f.leadLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	if args.HintStageID != 0 {
+		settings, err := f.db.Settings(ctx, args.AccountID)
+		if err != nil {
+			return err
+		}
+		if settings.IsTriggerStage(args.HintStageID) {
+			if _, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
+				return nil // still searching, already posted
+			}
+		}
+	}
 	api, err := f.o.CRM.API(ctx, args.AccountID)
 	if err != nil {
 		return err

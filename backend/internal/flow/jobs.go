@@ -10,9 +10,11 @@ import (
 // record and checks its state first, so a retried or repeated job does
 // nothing twice.
 
+// EventArgs carries one amoCRM webhook delivery: the job row is where the
+// delivery is stored durably before amoCRM gets its 2xx.
 type EventArgs struct {
-	EventID   string `json:"event_id"`
 	AccountID int64  `json:"account_id"`
+	Body      string `json:"body"`
 }
 
 func (EventArgs) Kind() string { return "amo_event" }
@@ -21,6 +23,8 @@ type DispatchLeadArgs struct {
 	AccountID int64  `json:"account_id"`
 	LeadID    int64  `json:"lead_id"`
 	Reason    string `json:"reason"`
+	// HintStageID is the stage a webhook reported, if any.
+	HintStageID int64 `json:"hint_stage_id,omitempty"`
 }
 
 func (DispatchLeadArgs) Kind() string { return "dispatch_lead" }

@@ -39,11 +39,10 @@ func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam
 	if v := form.Get("account[id]"); v != "" && v != accountIDParam {
 		return dispatch.Invalid("account[id] %q does not match the webhook URL", v)
 	}
-	if s.intake != nil {
-		return s.intake(ctx, id, body)
+	if s.intake == nil {
+		return fmt.Errorf("webhook intake: %w", dispatch.ErrNotConfigured)
 	}
-	_, err = s.db.SaveEvent(ctx, id, body)
-	return err
+	return s.intake(ctx, id, body)
 }
 
 // SetIntake routes authenticated webhook deliveries to the dispatch flow,

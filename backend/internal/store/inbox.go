@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -173,53 +172,6 @@ func (db *DB) PendingUpdates(ctx context.Context) (int64, error) {
 	var n int64
 	err := db.gorm.WithContext(ctx).Model(&updateRow{}).Where("processed_at IS NULL").Count(&n).Error
 	return n, translate(err, "pending updates")
-}
-
-type eventRow struct {
-	ID          string `gorm:"primaryKey"`
-	AccountID   int64
-	Body        string
-	ReceivedAt  time.Time
-	ProcessedAt *time.Time
-}
-
-func (eventRow) TableName() string { return "amocrm_events" }
-
-// SaveEvent durably stores one amoCRM webhook delivery for the account.
-func (db *DB) SaveEvent(ctx context.Context, accountID int64, body []byte) (string, error) {
-	var id string
-	err := db.InTx(ctx, func(tx *Tx) (err error) { id, err = tx.SaveEvent(accountID, body); return err })
-	return id, err
-}
-
-// SaveEvent stores a webhook delivery inside the transaction that also
-// enqueues its processing.
-func (tx *Tx) SaveEvent(accountID int64, body []byte) (string, error) {
-	id := uuid.NewString()
-	err := tx.g.Create(&eventRow{ID: id, AccountID: accountID, Body: string(body), ReceivedAt: tx.db.utcNow()}).Error
-	return id, translate(err, "save event")
-}
-
-// Event returns a stored webhook delivery of the account.
-func (db *DB) Event(ctx context.Context, accountID int64, id string) ([]byte, error) {
-	var r eventRow
-	if err := db.gorm.WithContext(ctx).Where("account_id = ? AND id = ?", accountID, id).Take(&r).Error; err != nil {
-		return nil, translate(err, "event "+id)
-	}
-	return []byte(r.Body), nil
-}
-
-// MarkEventProcessed records that an event's jobs were enqueued.
-func (tx *Tx) MarkEventProcessed(accountID int64, id string) error {
-	err := tx.g.Model(&eventRow{}).Where("account_id = ? AND id = ?", accountID, id).Update("processed_at", tx.db.utcNow()).Error
-	return translate(err, "mark event processed")
-}
-
-// CountEvents returns how many webhook deliveries an account has stored.
-func (db *DB) CountEvents(ctx context.Context, accountID int64) (int64, error) {
-	var n int64
-	err := db.gorm.WithContext(ctx).Model(&eventRow{}).Where("account_id = ?", accountID).Count(&n).Error
-	return n, translate(err, "count events")
 }
 
 type leaseRow struct {
