@@ -207,6 +207,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		return nil, err
 	}
 	svc.SetIntake(a.flow.Intake)
+	if amo != nil {
+		var links service.BotLinks
+		if a.bot != nil {
+			links = a.bot
+		}
+		deps.Widget = service.NewWidget(svc, amocrm.WidgetTokenVerifier{Secret: []byte(cfg.AmoClientSecret), ClientID: cfg.AmoClientID,
+			Audience: amocrm.AudienceOf(cfg.AmoRedirectURI), Leeway: time.Minute}, a.flow, links)
+	}
 	if a.bot != nil {
 		a.bot.SetOrders(a.flow)
 	}

@@ -31,7 +31,9 @@ func BenchmarkLoad(b *testing.B) {
 
 // quietLogs keeps the benchmark's own logging small; BENCH_LOG_LEVEL=info
 // shows the flow's timeline.
-func quietLogs(vars map[string]string) { vars["LOG_LEVEL"] = cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "warn") }
+func quietLogs(vars map[string]string) {
+	vars["LOG_LEVEL"] = cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "warn")
+}
 
 func runLoad(b *testing.B, kind dbtest.Kind) {
 	e := newEnv(b, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))

@@ -97,8 +97,9 @@ func freePort(t testing.TB) int {
 // backend is one running dispatcher process (in this test process).
 type backend struct {
 	*app.App
-	URL  string
-	once sync.Once
+	URL       string
+	publicURL string // what amoCRM puts in the widget token's aud
+	once      sync.Once
 }
 
 // stop shuts the backend down gracefully (once).
@@ -154,7 +155,7 @@ func (e *env) start(opts ...backendOption) *backend {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	b := &backend{App: a, URL: "http://" + a.Addr()}
+	b := &backend{App: a, URL: "http://" + a.Addr(), publicURL: vars["PUBLIC_URL"]}
 	e.t.Cleanup(func() { b.stop(e.t) })
 	return b
 }

@@ -133,14 +133,28 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	} else if !errors.Is(err, dispatch.ErrNotFound) {
 		return err
 	}
-	chatID, err := f.targetChat(ctx, settings, args.AccountID, lead)
-	if err != nil {
+	err = f.openOrder(ctx, api, settings, lead, args.Reason)
+	if errors.Is(err, errNoChat) {
 		f.log.Warn("deal in a search stage but no chat to post to", "account_id", args.AccountID, "lead_id", args.LeadID, "err", err)
 		return nil
 	}
-	// The post is rendered now, from the deal just read, so posting needs no
-	// further amoCRM request.
-	a, err := f.db.Account(ctx, args.AccountID)
+	if errors.Is(err, dispatch.ErrConflict) {
+		return nil // a concurrent dispatch created it
+	}
+	return err
+}
+
+var errNoChat = errors.New("no chat to post to")
+
+// openOrder creates the deal's order and enqueues its post. The post is
+// rendered now, from the deal just read, so posting needs no further amoCRM
+// request. ErrConflict means the deal already has a current order.
+func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch.Settings, lead amocrm.Lead, reason string) error {
+	chatID, err := f.targetChat(ctx, settings, settings.AccountID, lead)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoChat, err)
+	}
+	a, err := f.db.Account(ctx, settings.AccountID)
 	if err != nil {
 		return err
 	}
@@ -148,19 +162,51 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	if err != nil {
 		return err
 	}
-	err = f.db.InTx(ctx, func(tx *store.Tx) error {
-		o, err := tx.CreateOrder(dispatch.Order{AccountID: args.AccountID, LeadID: lead.ID, PipelineID: lead.PipelineID,
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		o, err := tx.CreateOrder(dispatch.Order{AccountID: a.ID, LeadID: lead.ID, PipelineID: lead.PipelineID,
 			StageID: lead.StatusID, ChatID: chatID, Status: dispatch.OrderPosting, GroupText: orderview.Group(lead, view)})
 		if err != nil {
 			return err
 		}
-		f.log.Info("order created", "account_id", args.AccountID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", args.Reason)
+		f.log.Info("order created", "account_id", a.ID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", reason)
 		return f.enqueue(ctx, tx, PostOrderArgs{OrderID: o.ID})
 	})
-	if errors.Is(err, dispatch.ErrConflict) {
-		return nil // a concurrent dispatch created it
+}
+
+// PostNow posts a deal on the manager's request from the deal card,
+// whatever its stage.
+func (f *Flow) PostNow(ctx context.Context, accountID, leadID int64) error {
+	mu := &f.leadLocks[uint64(leadID)%uint64(len(f.leadLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	api, err := f.o.CRM.API(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	lead, err := api.GetLead(ctx, leadID, false)
+	if errors.Is(err, amocrm.ErrNotFound) {
+		return fmt.Errorf("deal %d: %w", leadID, dispatch.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	settings, err := f.db.Settings(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	err = f.openOrder(ctx, api, settings, lead, "manager")
+	switch {
+	case errors.Is(err, errNoChat):
+		return dispatch.Invalid("choose a chat for this deal or a default chat for its pipeline")
+	case errors.Is(err, dispatch.ErrConflict):
+		return fmt.Errorf("deal %d already has an order: withdraw it first: %w", leadID, dispatch.ErrConflict)
 	}
 	return err
+}
+
+// Withdraw ends the deal's current order on the manager's request.
+func (f *Flow) Withdraw(ctx context.Context, accountID, leadID int64) error {
+	return f.closeRound(ctx, accountID, leadID)
 }
 
 // targetChat is the deal's own chat if the manager chose one, else the

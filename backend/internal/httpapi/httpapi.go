@@ -35,7 +35,8 @@ type Telegram interface {
 type Deps struct {
 	Installer      Installer
 	Telegram       Telegram
-	TelegramSecret string // X-Telegram-Bot-Api-Secret-Token expected in webhook mode
+	TelegramSecret string    // X-Telegram-Bot-Api-Secret-Token expected in webhook mode
+	Widget         WidgetAPI // nil when amoCRM is not configured
 	Ready          func(ctx context.Context) error
 	AmoClientID    string
 	Log            *slog.Logger
@@ -63,6 +64,9 @@ func New(d Deps) *fiber.App {
 	app.Get("/oauth/amocrm/disconnect", h.disconnect)
 	app.Post("/amocrm/webhook/:account/:secret", h.amoWebhook)
 	app.Post("/telegram/webhook", h.telegramWebhook)
+	if d.Widget != nil {
+		h.widgetRoutes(app)
+	}
 	return app
 }
 

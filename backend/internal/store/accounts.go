@@ -251,3 +251,14 @@ func (db *DB) FinishSetup(ctx context.Context, accountID, executorFieldID int64,
 	err := db.gorm.WithContext(ctx).Model(&accountRow{}).Where("id = ?", accountID).Updates(updates).Error
 	return translate(err, "finish setup")
 }
+
+// AccountByDomain finds an active account by its amoCRM host, e.g. to allow
+// a CORS preflight from that account's pages.
+func (db *DB) AccountByDomain(ctx context.Context, domain string) (dispatch.Account, error) {
+	var r accountRow
+	err := db.gorm.WithContext(ctx).Where("domain = ? AND status = ?", domain, dispatch.AccountActive).Take(&r).Error
+	if err != nil {
+		return dispatch.Account{}, translate(err, "account by domain")
+	}
+	return db.toAccount(r)
+}

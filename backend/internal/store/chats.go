@@ -178,3 +178,23 @@ func (db *DB) SetExecutorBlocked(ctx context.Context, telegramID int64, blocked 
 		Updates(map[string]any{"blocked": blocked, "updated_at": db.utcNow()}).Error
 	return translate(err, "set executor blocked")
 }
+
+// AccountExecutors lists the Telegram users who took part in an account's
+// orders (pressed a button, asked for a contact, took one), or are mapped.
+func (db *DB) AccountExecutors(ctx context.Context, accountID int64) ([]dispatch.Executor, error) {
+	var rows []executorRow
+	err := db.gorm.WithContext(ctx).
+		Where(`telegram_id IN (SELECT telegram_id FROM contact_reveals WHERE account_id = ?)
+		    OR telegram_id IN (SELECT executor_id FROM orders WHERE account_id = ?)
+		    OR telegram_id IN (SELECT telegram_id FROM executor_users WHERE account_id = ?)`, accountID, accountID, accountID).
+		Order("first_name, telegram_id").Find(&rows).Error
+	if err != nil {
+		return nil, translate(err, "account executors")
+	}
+	out := make([]dispatch.Executor, len(rows))
+	for i, r := range rows {
+		out[i] = dispatch.Executor{TelegramID: r.TelegramID, FirstName: r.FirstName, LastName: r.LastName, Username: r.Username,
+			LanguageCode: r.LanguageCode, Started: r.Started, Blocked: r.Blocked}
+	}
+	return out, nil
+}

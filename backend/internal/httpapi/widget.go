@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/service"
+)
+
+// WidgetAPI is what the widget routes need; the account always comes from
+// the verified token, never from the request's parameters.
+type WidgetAPI interface {
+	Authenticate(ctx context.Context, token string) (dispatch.Account, int64, error)
+	AllowedOrigin(ctx context.Context, origin string) (dispatch.Account, bool)
+	State(ctx context.Context, a dispatch.Account) (service.WidgetState, error)
+	SaveSettings(ctx context.Context, a dispatch.Account, in service.SettingsView) (service.SettingsView, error)
+	Deal(ctx context.Context, a dispatch.Account, leadID int64) (service.DealView, error)
+	SetDealChat(ctx context.Context, a dispatch.Account, leadID, chatID int64) error
+	Post(ctx context.Context, a dispatch.Account, leadID int64) error
+	Withdraw(ctx context.Context, a dispatch.Account, leadID int64) error
+	Repost(ctx context.Context, a dispatch.Account, leadID int64) error
+}
+
+const localAccount = "account"
+
+func (h *handlers) widgetRoutes(app *fiber.App) {
+	g := app.Group("/api/widget", h.widgetCORS, h.widgetAuth)
+	g.Get("/state", func(c *fiber.Ctx) error {
+		st, err := h.d.Widget.State(c.UserContext(), account(c))
+		if err != nil {
+			return err
+		}
+		return c.JSON(st)
+	})
+	g.Put("/settings", func(c *fiber.Ctx) error {
+		var in service.SettingsView
+		if err := c.BodyParser(&in); err != nil {
+			return dispatch.Invalid("body is not a settings object: %v", err)
+		}
+		out, err := h.d.Widget.SaveSettings(c.UserContext(), account(c), in)
+		if err != nil {
+			return err
+		}
+		return c.JSON(out)
+	})
+	g.Get("/deals/:lead", h.deal)
+	g.Put("/deals/:lead/chat", func(c *fiber.Ctx) error {
+		var in struct {
+			ChatID int64 `json:"chat_id"`
+		}
+		if err := c.BodyParser(&in); err != nil {
+			return dispatch.Invalid("body must be {\"chat_id\": id}")
+		}
+		lead, err := leadParam(c)
+		if err != nil {
+			return err
+		}
+		if err := h.d.Widget.SetDealChat(c.UserContext(), account(c), lead, in.ChatID); err != nil {
+			return err
+		}
+		return h.deal(c)
+	})
+	for path, action := range map[string]func(context.Context, dispatch.Account, int64) error{
+		"/deals/:lead/post": h.d.Widget.Post, "/deals/:lead/withdraw": h.d.Widget.Withdraw, "/deals/:lead/repost": h.d.Widget.Repost,
+	} {
+		g.Post(path, func(c *fiber.Ctx) error {
+			lead, err := leadParam(c)
+			if err != nil {
+				return err
+			}
+			if err := action(c.UserContext(), account(c), lead); err != nil {
+				return err
+			}
+			return h.deal(c)
+		})
+	}
+}
+
+func (h *handlers) deal(c *fiber.Ctx) error {
+	lead, err := leadParam(c)
+	if err != nil {
+		return err
+	}
+	v, err := h.d.Widget.Deal(c.UserContext(), account(c), lead)
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+func leadParam(c *fiber.Ctx) (int64, error) {
+	id, err := strconv.ParseInt(c.Params("lead"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, dispatch.Invalid("deal id must be a positive integer")
+	}
+	return id, nil
+}
+
+func account(c *fiber.Ctx) dispatch.Account { return c.Locals(localAccount).(dispatch.Account) }
+
+// widgetCORS lets only installed accounts' own amoCRM/Kommo pages call the
+// API from the browser, preflights included; any other origin gets no CORS
+// headers (and a 403 on a preflight).
+func (h *handlers) widgetCORS(c *fiber.Ctx) error {
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" {
+		return c.Next() // not a browser cross-origin call (e.g. a same-origin proxy)
+	}
+	acc, ok := h.d.Widget.AllowedOrigin(c.UserContext(), origin)
+	if !ok {
+		if c.Method() == fiber.MethodOptions {
+			return c.SendStatus(fiber.StatusForbidden)
+		}
+		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "origin not allowed"})
+	}
+	c.Set(fiber.HeaderAccessControlAllowOrigin, origin)
+	c.Set(fiber.HeaderVary, fiber.HeaderOrigin)
+	if c.Method() == fiber.MethodOptions {
+		c.Set(fiber.HeaderAccessControlAllowMethods, "GET, PUT, POST, OPTIONS")
+		c.Set(fiber.HeaderAccessControlAllowHeaders, "X-Auth-Token, Content-Type")
+		c.Set(fiber.HeaderAccessControlMaxAge, "600")
+		return c.SendStatus(fiber.StatusNoContent)
+	}
+	c.Locals("cors_account", acc.ID)
+	return c.Next()
+}
+
+// widgetAuth verifies amoCRM's disposable token and pins the request to its account.
+func (h *handlers) widgetAuth(c *fiber.Ctx) error {
+	a, _, err := h.d.Widget.Authenticate(c.UserContext(), c.Get("X-Auth-Token"))
+	if err != nil {
+		return err
+	}
+	// A page of account A must not act with a token of account B.
+	if id, ok := c.Locals("cors_account").(int64); ok && id != a.ID {
+		return dispatch.ErrUnauthorized
+	}
+	c.Locals(localAccount, a)
+	return c.Next()
+}

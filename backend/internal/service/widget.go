@@ -1,0 +1,404 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+)
+
+// DealActions are the manager's actions on a deal, carried out by the flow.
+type DealActions interface {
+	PostNow(ctx context.Context, accountID, leadID int64) error
+	Withdraw(ctx context.Context, accountID, leadID int64) error
+}
+
+// BotLinks gives the widget the bot's deep link.
+type BotLinks interface {
+	Username(ctx context.Context) (string, error)
+}
+
+// Widget serves the widget's API. Every method takes the account that the
+// verified token named, and reads or writes only that account's data.
+type Widget struct {
+	svc      *Service
+	verifier amocrm.WidgetTokenVerifier
+	actions  DealActions
+	bot      BotLinks // nil when Telegram is not configured
+}
+
+func NewWidget(svc *Service, verifier amocrm.WidgetTokenVerifier, actions DealActions, bot BotLinks) *Widget {
+	return &Widget{svc: svc, verifier: verifier, actions: actions, bot: bot}
+}
+
+// Authenticate verifies a disposable token and returns its installed, active account.
+func (w *Widget) Authenticate(ctx context.Context, token string) (dispatch.Account, int64, error) {
+	if token == "" {
+		return dispatch.Account{}, 0, fmt.Errorf("no X-Auth-Token: %w", dispatch.ErrUnauthorized)
+	}
+	c, err := w.verifier.Verify(token)
+	if err != nil {
+		return dispatch.Account{}, 0, fmt.Errorf("%w: %w", dispatch.ErrUnauthorized, err)
+	}
+	a, err := w.svc.db.Account(ctx, c.AccountID)
+	if err != nil {
+		if errors.Is(err, dispatch.ErrNotFound) {
+			return dispatch.Account{}, 0, fmt.Errorf("account %d has not installed the integration: %w", c.AccountID, dispatch.ErrNotFound)
+		}
+		return dispatch.Account{}, 0, err
+	}
+	if a.Status != dispatch.AccountActive {
+		return dispatch.Account{}, 0, fmt.Errorf("account %d: %w", a.ID, dispatch.ErrAccountOff)
+	}
+	if a.Domain != mustHost(c.Issuer) {
+		return dispatch.Account{}, 0, fmt.Errorf("token issuer is not the account's host: %w", dispatch.ErrUnauthorized)
+	}
+	return a, c.UserID, nil
+}
+
+func mustHost(iss string) string {
+	h, _ := amocrm.NormalizeDomain(iss)
+	return h
+}
+
+// AllowedOrigin reports whether a browser origin is an installed account's
+// own amoCRM/Kommo page (used for CORS, preflights included).
+func (w *Widget) AllowedOrigin(ctx context.Context, origin string) (dispatch.Account, bool) {
+	host, err := amocrm.NormalizeDomain(origin)
+	if err != nil || "https://"+host != origin {
+		return dispatch.Account{}, false
+	}
+	a, err := w.svc.db.AccountByDomain(ctx, host)
+	return a, err == nil
+}
+
+// JSON shapes of the widget API.
+type (
+	WidgetState struct {
+		Account   AccountView    `json:"account"`
+		Bot       *BotView       `json:"bot"`
+		Chats     []ChatView     `json:"chats"`
+		Pipelines []PipelineView `json:"pipelines"`
+		Fields    []FieldView    `json:"fields"`
+		Users     []UserView     `json:"users"`
+		Executors []ExecutorView `json:"executors"`
+		Settings  SettingsView   `json:"settings"`
+	}
+	AccountView struct {
+		ID        int64  `json:"id"`
+		Name      string `json:"name"`
+		Subdomain string `json:"subdomain"`
+		Language  string `json:"language"`
+	}
+	BotView struct {
+		Username      string `json:"username"`
+		StartGroupURL string `json:"startgroup_url"`
+		LinkCommand   string `json:"link_command"`
+	}
+	ChatView struct {
+		ID     int64  `json:"id"`
+		Title  string `json:"title"`
+		Type   string `json:"type"`
+		Active bool   `json:"active"`
+	}
+	PipelineView struct {
+		ID     int64       `json:"id"`
+		Name   string      `json:"name"`
+		Stages []StageView `json:"stages"`
+	}
+	StageView struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	FieldView struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	UserView struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	ExecutorView struct {
+		TelegramID int64  `json:"telegram_id"`
+		Name       string `json:"name"`
+		Username   string `json:"username"`
+	}
+	SettingsView struct {
+		Language      string           `json:"language"`
+		OrderFieldIDs []int64          `json:"order_field_ids"`
+		ShowBudget    bool             `json:"show_budget"`
+		Rules         []RuleView       `json:"rules"`
+		ExecutorUsers map[string]int64 `json:"executor_users"`
+	}
+	RuleView struct {
+		PipelineID      int64   `json:"pipeline_id"`
+		TriggerStageIDs []int64 `json:"trigger_stage_ids"`
+		FoundStageID    int64   `json:"found_stage_id"`
+		DefaultChatID   int64   `json:"default_chat_id"`
+	}
+	DealView struct {
+		LeadID       int64      `json:"lead_id"`
+		TargetChatID int64      `json:"target_chat_id"`
+		Order        *OrderView `json:"order"`
+	}
+	OrderView struct {
+		ID         string        `json:"id"`
+		Status     string        `json:"status"`
+		Chat       ChatRef       `json:"chat"`
+		MessageID  int           `json:"message_id"`
+		CreatedAt  time.Time     `json:"created_at"`
+		Executor   *ExecutorView `json:"executor"`
+		TakenAt    *time.Time    `json:"taken_at"`
+		FailReason string        `json:"fail_reason"`
+	}
+	ChatRef struct {
+		ID    int64  `json:"id"`
+		Title string `json:"title"`
+	}
+)
+
+func settingsView(s dispatch.Settings) SettingsView {
+	v := SettingsView{Language: s.Language, OrderFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget,
+		Rules: []RuleView{}, ExecutorUsers: map[string]int64{}}
+	for _, r := range s.Rules {
+		v.Rules = append(v.Rules, RuleView{PipelineID: r.PipelineID, TriggerStageIDs: nonNil(r.TriggerStageIDs),
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+	}
+	for tg, amo := range s.ExecutorUsers {
+		v.ExecutorUsers[strconv.FormatInt(tg, 10)] = amo
+	}
+	return v
+}
+
+func nonNil(ids []int64) []int64 {
+	if ids == nil {
+		return []int64{}
+	}
+	return ids
+}
+
+// State is everything the settings page shows. Pipelines, fields and users
+// are read live from amoCRM (and the stored pipelines refreshed), so the
+// choices match the account as it is now.
+func (w *Widget) State(ctx context.Context, a dispatch.Account) (WidgetState, error) {
+	st := WidgetState{Account: AccountView{ID: a.ID, Name: a.Name, Subdomain: a.Subdomain, Language: a.Language},
+		Chats: []ChatView{}, Pipelines: []PipelineView{}, Fields: []FieldView{}, Users: []UserView{}, Executors: []ExecutorView{}}
+	if w.bot != nil {
+		if u, err := w.bot.Username(ctx); err == nil {
+			st.Bot = &BotView{Username: u, StartGroupURL: "https://t.me/" + u + "?startgroup=" + a.LinkCode, LinkCommand: "/link " + a.LinkCode}
+		}
+	}
+	chats, err := w.svc.db.Chats(ctx, a.ID)
+	if err != nil {
+		return st, err
+	}
+	for _, c := range chats {
+		st.Chats = append(st.Chats, ChatView{ID: c.ID, Title: c.Title, Type: string(c.Type), Active: c.Active})
+	}
+	api, err := w.svc.API(ctx, a.ID)
+	if err != nil {
+		return st, err
+	}
+	pipelines, err := api.ListPipelines(ctx)
+	if err != nil {
+		return st, fmt.Errorf("read pipelines from amoCRM: %w", err)
+	}
+	if err := w.svc.db.ReplacePipelines(ctx, a.ID, toDomainPipelines(pipelines)); err != nil {
+		return st, err
+	}
+	for _, p := range pipelines {
+		pv := PipelineView{ID: p.ID, Name: p.Name, Stages: []StageView{}}
+		for _, s := range p.Statuses {
+			pv.Stages = append(pv.Stages, StageView{ID: s.ID, Name: s.Name})
+		}
+		st.Pipelines = append(st.Pipelines, pv)
+	}
+	fields, err := api.ListLeadCustomFields(ctx)
+	if err != nil {
+		return st, fmt.Errorf("read deal fields from amoCRM: %w", err)
+	}
+	for _, f := range fields {
+		if f.Code != ExecutorFieldCode {
+			st.Fields = append(st.Fields, FieldView{ID: f.ID, Name: f.Name, Type: f.Type})
+		}
+	}
+	users, err := api.ListUsers(ctx)
+	if err != nil {
+		return st, fmt.Errorf("read users from amoCRM: %w", err)
+	}
+	for _, u := range users {
+		st.Users = append(st.Users, UserView{ID: u.ID, Name: u.Name})
+	}
+	execs, err := w.svc.db.AccountExecutors(ctx, a.ID)
+	if err != nil {
+		return st, err
+	}
+	for _, e := range execs {
+		st.Executors = append(st.Executors, ExecutorView{TelegramID: e.TelegramID, Name: e.FullName(), Username: e.Username})
+	}
+	s, err := w.svc.db.Settings(ctx, a.ID)
+	if err != nil {
+		return st, err
+	}
+	st.Settings = settingsView(s)
+	return st, nil
+}
+
+// SaveSettings validates settings against the account's real pipelines,
+// stages, chats, fields and users, then stores them. Invalid input changes nothing.
+func (w *Widget) SaveSettings(ctx context.Context, a dispatch.Account, in SettingsView) (SettingsView, error) {
+	switch in.Language {
+	case "", "ru", "en":
+	default:
+		return SettingsView{}, dispatch.Invalid("language must be \"\", \"ru\" or \"en\"")
+	}
+	api, err := w.svc.API(ctx, a.ID)
+	if err != nil {
+		return SettingsView{}, err
+	}
+	pipelines, err := api.ListPipelines(ctx)
+	if err != nil {
+		return SettingsView{}, fmt.Errorf("read pipelines from amoCRM: %w", err)
+	}
+	stagesOf := map[int64][]int64{}
+	for _, p := range pipelines {
+		for _, s := range p.Statuses {
+			stagesOf[p.ID] = append(stagesOf[p.ID], s.ID)
+		}
+	}
+	chats, err := w.svc.db.Chats(ctx, a.ID)
+	if err != nil {
+		return SettingsView{}, err
+	}
+	out := dispatch.Settings{AccountID: a.ID, Language: in.Language, ShowBudget: in.ShowBudget, ExecutorUsers: map[int64]int64{}}
+	seen := map[int64]bool{}
+	for _, r := range in.Rules {
+		stages, ok := stagesOf[r.PipelineID]
+		if !ok {
+			return SettingsView{}, dispatch.Invalid("pipeline %d does not exist in this account", r.PipelineID)
+		}
+		if seen[r.PipelineID] {
+			return SettingsView{}, dispatch.Invalid("pipeline %d is configured twice", r.PipelineID)
+		}
+		seen[r.PipelineID] = true
+		for _, st := range r.TriggerStageIDs {
+			if !slices.Contains(stages, st) || st == amocrm.StatusWon || st == amocrm.StatusLost {
+				return SettingsView{}, dispatch.Invalid("stage %d is not a working stage of pipeline %d", st, r.PipelineID)
+			}
+		}
+		if r.FoundStageID != 0 {
+			if !slices.Contains(stages, r.FoundStageID) {
+				return SettingsView{}, dispatch.Invalid("stage %d does not belong to pipeline %d", r.FoundStageID, r.PipelineID)
+			}
+			if slices.Contains(r.TriggerStageIDs, r.FoundStageID) {
+				return SettingsView{}, dispatch.Invalid("the \"executor found\" stage cannot also be a search stage")
+			}
+		}
+		if r.DefaultChatID != 0 && !slices.ContainsFunc(chats, func(c dispatch.Chat) bool { return c.ID == r.DefaultChatID && c.Active }) {
+			return SettingsView{}, dispatch.Invalid("chat %d is not an active chat of this account", r.DefaultChatID)
+		}
+		out.Rules = append(out.Rules, dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: slices.Compact(slices.Sorted(slices.Values(r.TriggerStageIDs))),
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+	}
+	if in.OrderFieldIDs != nil {
+		fields, err := api.ListLeadCustomFields(ctx)
+		if err != nil {
+			return SettingsView{}, fmt.Errorf("read deal fields from amoCRM: %w", err)
+		}
+		for _, id := range in.OrderFieldIDs {
+			if !slices.ContainsFunc(fields, func(f amocrm.CustomField) bool { return f.ID == id }) {
+				return SettingsView{}, dispatch.Invalid("deal field %d does not exist in this account", id)
+			}
+		}
+		out.OrderFieldIDs = in.OrderFieldIDs
+	}
+	if len(in.ExecutorUsers) > 0 {
+		users, err := api.ListUsers(ctx)
+		if err != nil {
+			return SettingsView{}, fmt.Errorf("read users from amoCRM: %w", err)
+		}
+		for tgStr, amoUser := range in.ExecutorUsers {
+			tg, err := strconv.ParseInt(tgStr, 10, 64)
+			if err != nil || tg <= 0 {
+				return SettingsView{}, dispatch.Invalid("%q is not a Telegram user id", tgStr)
+			}
+			if amoUser == 0 {
+				continue
+			}
+			if !slices.ContainsFunc(users, func(u amocrm.User) bool { return u.ID == amoUser }) {
+				return SettingsView{}, dispatch.Invalid("user %d does not exist in this account", amoUser)
+			}
+			out.ExecutorUsers[tg] = amoUser
+		}
+	}
+	if err := w.svc.db.SaveSettings(ctx, out); err != nil {
+		return SettingsView{}, err
+	}
+	w.svc.log.Info("settings saved", "account_id", a.ID)
+	return settingsView(out), nil
+}
+
+// Deal is the order state of one deal.
+func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (DealView, error) {
+	if leadID <= 0 {
+		return DealView{}, dispatch.Invalid("lead id must be positive")
+	}
+	v := DealView{LeadID: leadID}
+	var err error
+	if v.TargetChatID, err = w.svc.db.DealTarget(ctx, a.ID, leadID); err != nil {
+		return v, err
+	}
+	o, err := w.svc.db.LatestOrder(ctx, a.ID, leadID)
+	if errors.Is(err, dispatch.ErrNotFound) {
+		return v, nil
+	}
+	if err != nil {
+		return v, err
+	}
+	ov := &OrderView{ID: o.ID, Status: string(o.Status), Chat: ChatRef{ID: o.ChatID}, MessageID: o.MessageID,
+		CreatedAt: o.CreatedAt, TakenAt: o.TakenAt, FailReason: o.FailReason}
+	if c, err := w.svc.db.Chat(ctx, o.ChatID); err == nil && c.AccountID == a.ID {
+		ov.Chat.Title = c.Title
+	}
+	if o.Status == dispatch.OrderTaken {
+		ov.Executor = &ExecutorView{TelegramID: o.ExecutorID, Name: o.ExecutorName, Username: o.ExecutorUsername}
+	}
+	v.Order = ov
+	return v, nil
+}
+
+// SetDealChat chooses this deal's target chat (0 returns to the default).
+func (w *Widget) SetDealChat(ctx context.Context, a dispatch.Account, leadID, chatID int64) error {
+	if leadID <= 0 {
+		return dispatch.Invalid("lead id must be positive")
+	}
+	if chatID != 0 {
+		c, err := w.svc.db.Chat(ctx, chatID)
+		if err != nil || c.AccountID != a.ID || !c.Active {
+			return dispatch.Invalid("chat %d is not an active chat of this account", chatID)
+		}
+	}
+	return w.svc.db.SetDealTarget(ctx, a.ID, leadID, chatID)
+}
+
+// Post, Withdraw and Repost are the deal card's actions.
+func (w *Widget) Post(ctx context.Context, a dispatch.Account, leadID int64) error {
+	return w.actions.PostNow(ctx, a.ID, leadID)
+}
+
+func (w *Widget) Withdraw(ctx context.Context, a dispatch.Account, leadID int64) error {
+	return w.actions.Withdraw(ctx, a.ID, leadID)
+}
+
+func (w *Widget) Repost(ctx context.Context, a dispatch.Account, leadID int64) error {
+	if err := w.actions.Withdraw(ctx, a.ID, leadID); err != nil {
+		return err
+	}
+	return w.actions.PostNow(ctx, a.ID, leadID)
+}
