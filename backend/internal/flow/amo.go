@@ -22,15 +22,7 @@ func (f *Flow) updateLead(ctx context.Context, orderID string) error {
 	if err != nil || o.Status != dispatch.OrderTaken {
 		return err
 	}
-	a, err := f.db.Account(ctx, o.AccountID)
-	if err != nil {
-		return err
-	}
-	s, err := f.db.Settings(ctx, o.AccountID)
-	if err != nil {
-		return err
-	}
-	api, err := f.o.CRM.API(ctx, o.AccountID)
+	a, s, api, err := f.tenant(ctx, o.AccountID)
 	if err != nil {
 		return err
 	}
@@ -102,15 +94,7 @@ func (f *Flow) addNote(ctx context.Context, orderID string) error {
 	if err != nil || o.Status != dispatch.OrderTaken || o.TakenAt == nil {
 		return err
 	}
-	a, err := f.db.Account(ctx, o.AccountID)
-	if err != nil {
-		return err
-	}
-	s, err := f.db.Settings(ctx, o.AccountID)
-	if err != nil {
-		return err
-	}
-	api, err := f.o.CRM.API(ctx, o.AccountID)
+	a, s, api, err := f.tenant(ctx, o.AccountID)
 	if err != nil {
 		return err
 	}

@@ -60,15 +60,7 @@ func (f *Flow) viewOptions(ctx context.Context, api *amocrm.API, a dispatch.Acco
 
 // orderContext loads what rendering an order needs.
 func (f *Flow) orderContext(ctx context.Context, o dispatch.Order, withContacts bool) (*amocrm.API, amocrm.Lead, orderview.Options, error) {
-	a, err := f.db.Account(ctx, o.AccountID)
-	if err != nil {
-		return nil, amocrm.Lead{}, orderview.Options{}, err
-	}
-	s, err := f.db.Settings(ctx, o.AccountID)
-	if err != nil {
-		return nil, amocrm.Lead{}, orderview.Options{}, err
-	}
-	api, err := f.o.CRM.API(ctx, o.AccountID)
+	a, s, api, err := f.tenant(ctx, o.AccountID)
 	if err != nil {
 		return nil, amocrm.Lead{}, orderview.Options{}, err
 	}
@@ -103,11 +95,7 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.Active || c.AccountID != o.AccountID {
 		return f.db.FailOrder(ctx, o.ID, "chat is no longer linked")
 	}
-	a, err := f.db.Account(ctx, o.AccountID)
-	if err != nil {
-		return err
-	}
-	s, err := f.db.Settings(ctx, o.AccountID)
+	a, s, err := f.accountSettings(ctx, o.AccountID)
 	if err != nil {
 		return err
 	}
@@ -164,11 +152,7 @@ func (f *Flow) withdrawPost(ctx context.Context, orderID string) error {
 	if err != nil || o.MessageID == 0 {
 		return err // not posted yet: postOrder will see the withdrawal
 	}
-	a, err := f.db.Account(ctx, o.AccountID)
-	if err != nil {
-		return err
-	}
-	s, err := f.db.Settings(ctx, o.AccountID)
+	a, s, err := f.accountSettings(ctx, o.AccountID)
 	if err != nil {
 		return err
 	}
@@ -233,4 +217,24 @@ func withLine(post, line string) string {
 		return html.EscapeString(line)
 	}
 	return out
+}
+
+// accountSettings loads an account with its dispatch settings.
+func (f *Flow) accountSettings(ctx context.Context, accountID int64) (dispatch.Account, dispatch.Settings, error) {
+	a, err := f.db.Account(ctx, accountID)
+	if err != nil {
+		return a, dispatch.Settings{}, err
+	}
+	s, err := f.db.Settings(ctx, accountID)
+	return a, s, err
+}
+
+// tenant loads an account, its settings and its amoCRM API.
+func (f *Flow) tenant(ctx context.Context, accountID int64) (dispatch.Account, dispatch.Settings, *amocrm.API, error) {
+	a, s, err := f.accountSettings(ctx, accountID)
+	if err != nil {
+		return a, s, nil, err
+	}
+	api, err := f.o.CRM.API(ctx, accountID)
+	return a, s, api, err
 }

@@ -62,54 +62,49 @@ func (b *Bot) onCallback(ctx context.Context, q *models.CallbackQuery) error {
 	}
 	lang := q.From.LanguageCode
 	user := executorOf(q.From)
-	var text, url string
+	// Each action yields a start token (the user must open the bot first) or
+	// an error; the keys name the answers for success, success-with-token
+	// and "already taken".
+	var (
+		token                  string
+		err                    error
+		okKey, tokenKey, taken = "", "", "cb.taken"
+	)
 	switch {
 	case strings.HasPrefix(q.Data, ActionTake):
-		res, err := b.o.Orders.Take(ctx, chatID, strings.TrimPrefix(q.Data, ActionTake), user)
-		switch {
-		case err == nil && res.StartToken != "":
-			text = i18n.T(lang, "cb.yours_start")
-			url, err = b.StartLink(ctx, res.StartToken)
-			if err != nil {
-				url = ""
-			}
-		case err == nil:
-			text = i18n.T(lang, "cb.yours")
-		case errors.Is(err, dispatch.ErrAlreadyTaken) && res.Order.ExecutorID == user.TelegramID:
-			text = i18n.T(lang, "cb.already_yours")
-		case errors.Is(err, dispatch.ErrAlreadyTaken):
-			text = i18n.T(lang, "cb.taken")
-		case errors.Is(err, dispatch.ErrOrderClosed), errors.Is(err, dispatch.ErrNotFound):
-			text = i18n.T(lang, "cb.closed")
-		default:
-			b.answer(ctx, q.ID, i18n.T(lang, "cb.error"), "")
-			return err
+		var res TakeResult
+		res, err = b.o.Orders.Take(ctx, chatID, strings.TrimPrefix(q.Data, ActionTake), user)
+		token, okKey, tokenKey = res.StartToken, "cb.yours", "cb.yours_start"
+		if res.Order.ExecutorID == user.TelegramID {
+			taken = "cb.already_yours"
 		}
 	case strings.HasPrefix(q.Data, ActionPhone):
-		res, err := b.o.Orders.RequestContact(ctx, chatID, strings.TrimPrefix(q.Data, ActionPhone), user)
-		switch {
-		case err == nil && res.StartToken != "":
-			text = i18n.T(lang, "cb.open_bot")
-			url, err = b.StartLink(ctx, res.StartToken)
-			if err != nil {
-				url = ""
-			}
-		case err == nil:
-			text = i18n.T(lang, "cb.contact_sent")
-		case errors.Is(err, dispatch.ErrAlreadyTaken):
-			text = i18n.T(lang, "cb.taken")
-		case errors.Is(err, dispatch.ErrOrderClosed), errors.Is(err, dispatch.ErrNotFound):
-			text = i18n.T(lang, "cb.closed")
-		default:
-			b.answer(ctx, q.ID, i18n.T(lang, "cb.error"), "")
-			return err
-		}
+		var res ContactResult
+		res, err = b.o.Orders.RequestContact(ctx, chatID, strings.TrimPrefix(q.Data, ActionPhone), user)
+		token, okKey, tokenKey = res.StartToken, "cb.contact_sent", "cb.open_bot"
 	default:
 		// A button of an older bot version, or forged data: answer so the
 		// spinner stops, do nothing else.
-		text = i18n.T(lang, "cb.closed")
+		err = dispatch.ErrOrderClosed
 	}
-	b.answer(ctx, q.ID, text, url)
+	var url, key string
+	switch {
+	case err == nil && token != "":
+		key = tokenKey
+		if link, lerr := b.StartLink(ctx, token); lerr == nil {
+			url = link
+		}
+	case err == nil:
+		key = okKey
+	case errors.Is(err, dispatch.ErrAlreadyTaken):
+		key = taken
+	case errors.Is(err, dispatch.ErrOrderClosed), errors.Is(err, dispatch.ErrNotFound):
+		key = "cb.closed"
+	default:
+		b.answer(ctx, q.ID, i18n.T(lang, "cb.error"), "")
+		return err
+	}
+	b.answer(ctx, q.ID, i18n.T(lang, key), url)
 	return nil
 }
 
