@@ -69,10 +69,12 @@ CREATE TABLE contact_reveals (
     account_id   BIGINT NOT NULL,
     order_id     TEXT NOT NULL,
     telegram_id  BIGINT NOT NULL,
+    kind         TEXT NOT NULL,                       -- request (button) | winner (took the order)
     requested_at TIMESTAMP NOT NULL,
     sent_at      TIMESTAMP NULL
 );
-CREATE INDEX contact_reveals_order ON contact_reveals (order_id, telegram_id);
+-- One reveal per user, order and kind: pressing again reuses it.
+CREATE UNIQUE INDEX contact_reveals_once ON contact_reveals (order_id, telegram_id, kind);
 
 -- +goose Down
 DROP TABLE contact_reveals;

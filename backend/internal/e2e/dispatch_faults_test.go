@@ -127,3 +127,40 @@ func TestDispatchSurvivesFaults(t *testing.T) {
 		}
 	})
 }
+
+func TestButtonAbuseCostsOnlyAnswers(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+		b := e.start()
+		tn := newTenant(t, e, b, 47000000, "abuse", "ru", 7000)
+		l := tn.newLead(t, e, "Заказ для нажатий")
+		if err := e.amo.MoveLead(tn.acc.ID, l.ID, tn.statusByIndex(1)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "posted", func() bool { return len(orderPosts(e, tn.group.ID)) == 1 })
+		post := orderPosts(e, tn.group.ID)[0]
+		btn := buttonsOf(t, post)
+		u := e.tg.AddUser("Нажимающий", "", "presser")
+		e.tg.UserStartsBot(u.ID, "")
+		var queries []string
+		for i := 0; i < 100; i++ {
+			q, err := e.tg.PressButton(tn.group.ID, post.MessageID, u.ID, btn[0].CallbackData)
+			if err != nil {
+				t.Fatal(err)
+			}
+			queries = append(queries, q)
+		}
+		eventually(t, "all presses answered", func() bool {
+			for _, q := range queries {
+				if len(e.tg.CallbackAnswers(q)) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		waitJobsIdle(t, b)
+		if got := botTexts(e, u.ID); len(got) != 2 { // the greeting and one contact
+			t.Fatalf("100 presses sent %d private messages: %q", len(got)-1, got)
+		}
+	})
+}

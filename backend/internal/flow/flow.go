@@ -122,8 +122,13 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		Workers:      workers,
 		Logger:       o.Log.With("component", "river"),
 		ErrorHandler: errorLogger{log: o.Log},
-		JobTimeout:   2 * time.Minute,
-		MaxAttempts:  25,
+		JobTimeout:   time.Minute,
+		// A process killed mid-job (SIGKILL, OOM, power loss) leaves its
+		// jobs 'running'; River's rescuer hands them back to the queue once
+		// they are this old. River's default is JobTimeout + 1 hour, which
+		// stalled a crashed process's posts and write-backs for an hour.
+		RescueStuckJobsAfter: time.Minute + 10*time.Second,
+		MaxAttempts:          25,
 		// Inserts wake this process's workers at once (LISTEN/NOTIFY on
 		// PostgreSQL, River's notification table on SQLite); the poll only
 		// backs that up.

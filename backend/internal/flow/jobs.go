@@ -55,6 +55,12 @@ type SendContactArgs struct {
 
 func (SendContactArgs) Kind() string { return "send_contact" }
 
+// InsertOpts makes a reveal's job unique: repeated presses or /start links
+// cannot queue the same contact twice.
+func (SendContactArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
 type UpdateLeadArgs struct {
 	OrderID string `json:"order_id"`
 }

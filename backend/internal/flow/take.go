@@ -39,7 +39,7 @@ func (f *Flow) Take(ctx context.Context, chatID int64, orderID string, user disp
 		if err != nil {
 			return err
 		}
-		reveal, err := tx.CreateReveal(o, user.TelegramID)
+		reveal, err := tx.CreateReveal(o, user.TelegramID, store.RevealWinner)
 		if err != nil {
 			return err
 		}
@@ -76,9 +76,11 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, orderID string,
 	}
 	reachable := f.reachable(ctx, user.TelegramID)
 	var res telegram.ContactResult
+	// Pressing again costs an answer, not another message: the press reuses
+	// the user's reveal, a sent one is not sent again, and its job is unique.
 	err = f.db.InTx(ctx, func(tx *store.Tx) error {
-		reveal, err := tx.CreateReveal(o, user.TelegramID)
-		if err != nil {
+		reveal, err := tx.CreateReveal(o, user.TelegramID, store.RevealRequest)
+		if err != nil || reveal.SentAt != nil {
 			return err
 		}
 		if !reachable {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 )
@@ -48,6 +49,7 @@ type revealRow struct {
 	AccountID   int64
 	OrderID     string
 	TelegramID  int64
+	Kind        string
 	RequestedAt time.Time
 	SentAt      *time.Time
 }
@@ -224,16 +226,29 @@ func (db *DB) CountOrders(ctx context.Context, accountID int64) (int64, error) {
 	return n, translate(err, "count orders")
 }
 
-// CreateReveal records a request for a deal's contact; its id doubles as the
-// /start token when the user must open the bot first (Telegram allows
-// A-Z a-z 0-9 _ - up to 64 characters there).
-func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64) (dispatch.Reveal, error) {
+// Reveal kinds: a "Get client phone" press, or the winner's private order.
+const (
+	RevealRequest = "request"
+	RevealWinner  = "winner"
+)
+
+// CreateReveal records a request for a deal's contact, or returns the one
+// this user already has for the order and kind, so repeated presses (even
+// concurrent ones) share one reveal. Its id doubles as the /start token when
+// the user must open the bot first (Telegram allows A-Z a-z 0-9 _ - up to 64
+// characters there).
+func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64, kind string) (dispatch.Reveal, error) {
 	row := revealRow{ID: "c" + strings.ReplaceAll(uuid.NewString(), "-", ""), AccountID: o.AccountID, OrderID: o.ID,
-		TelegramID: telegramID, RequestedAt: tx.db.utcNow()}
-	if err := tx.g.Create(&row).Error; err != nil {
+		TelegramID: telegramID, Kind: kind, RequestedAt: tx.db.utcNow()}
+	err := tx.g.Clauses(clause.OnConflict{DoNothing: true}).Create(&row).Error
+	if err != nil {
 		return dispatch.Reveal{}, translate(err, "create reveal")
 	}
-	return dispatch.Reveal{ID: row.ID, AccountID: row.AccountID, OrderID: row.OrderID, TelegramID: row.TelegramID, RequestedAt: row.RequestedAt}, nil
+	if err := tx.g.Where("order_id = ? AND telegram_id = ? AND kind = ?", o.ID, telegramID, kind).Take(&row).Error; err != nil {
+		return dispatch.Reveal{}, translate(err, "read reveal")
+	}
+	return dispatch.Reveal{ID: row.ID, AccountID: row.AccountID, OrderID: row.OrderID, TelegramID: row.TelegramID,
+		RequestedAt: row.RequestedAt, SentAt: row.SentAt}, nil
 }
 
 // Reveal returns a contact request of one Telegram user (the token's owner).
