@@ -1,0 +1,95 @@
+// The settings modal (a pointer to the advanced page) and the advanced
+// settings page: linked chats, per-pipeline rules, order fields, executor
+// mapping and the language of posts. Save → PUT /api/widget/settings.
+define(['jquery'], function ($) {
+  'use strict';
+  return function (ctx, tpl) {
+    var self = ctx.self, t = ctx.t, api = ctx.api, NS = '.' + ctx.code;
+
+    function ids($els) {
+      return $els.map(function () { return Number($(this).val()); }).get();
+    }
+
+    // collect reads the form into the API's settings object, keeping any
+    // field this page does not edit.
+    function collect($host, base) {
+      var s = $.extend({}, base);
+      s.language = String($host.find('.amodispatch-language').val() || '');
+      var fields = ids($host.find('.amodispatch-field:checked'));
+      s.order_field_ids = fields.length ? fields : null;
+      s.show_budget = $host.find('.amodispatch-show-budget').is(':checked');
+      s.rules = [];
+      $host.find('.amodispatch-rule').each(function () {
+        var $r = $(this);
+        var triggers = ids($r.find('.amodispatch-trigger:checked'));
+        if (!triggers.length) { return; }
+        s.rules.push({
+          pipeline_id: Number($r.attr('data-pipeline-id')),
+          trigger_stage_ids: triggers,
+          found_stage_id: Number($r.find('.amodispatch-found').val()) || 0,
+          default_chat_id: Number($r.find('.amodispatch-default-chat').val()) || 0
+        });
+      });
+      s.executor_users = {};
+      $host.find('.amodispatch-executor-user').each(function () {
+        var user = Number($(this).val());
+        if (user) { s.executor_users[$(this).attr('data-telegram-id')] = user; }
+      });
+      return s;
+    }
+
+    function status($host, text, isError) {
+      $host.find('.amodispatch-status').first()
+        .toggleClass('amodispatch-status--error', !!isError).text(text);
+    }
+
+    function widgetCode() {
+      var s = typeof self.get_settings === 'function' ? self.get_settings() : {};
+      return (s && s.widget_code) || (self.params && self.params.widget_code) || ctx.code;
+    }
+
+    return {
+      mountModal: function ($modal) {
+        var $body = $modal && $modal.length ? $modal.find('.widget_settings_block').first() : $();
+        if (!$body.length) { $body = $modal || $(); }
+        // The one install field is a placeholder amoCRM requires; hide it.
+        $body.find('input[name="info"]').closest('.widget_settings_block__item_field').hide();
+        var $hint = $(tpl.modal());
+        $body.prepend($hint);
+        return { destroy: function () { $hint.remove(); } };
+      },
+
+      mountAdvanced: function () {
+        var $host = $('#work-area-' + widgetCode());
+        var state = null;
+        $host.html(tpl.loading());
+        var $root = $host.children('.amodispatch-advanced');
+
+        function load() {
+          $root.html('<p class="amodispatch-muted">' + tpl.esc(t('ui.common.loading')) + '</p>');
+          api.state().then(function (st) {
+            state = st;
+            $root.html(tpl.advanced(st));
+            $root.attr('data-amodispatch-ready', '1');
+          }, function (msg) {
+            $root.html(tpl.failure(msg));
+          });
+        }
+
+        $root.on('click' + NS, '.amodispatch-retry', load);
+        $root.on('click' + NS, '.amodispatch-save', function () {
+          var $btn = $(this).prop('disabled', true);
+          status($root, t('ui.advanced.saving'));
+          api.saveSettings(collect($root, state.settings)).then(function (saved) {
+            state.settings = saved;
+            status($root, t('ui.advanced.saved'));
+          }, function (msg) {
+            status($root, msg, true);
+          }).always(function () { $btn.prop('disabled', false); });
+        });
+        load();
+        return { destroy: function () { $root.off(NS); $host.empty(); } };
+      }
+    };
+  };
+});

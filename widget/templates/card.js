@@ -1,0 +1,73 @@
+// Markup of the deal card panel (lcard-1, right column).
+define([], function () {
+  'use strict';
+
+  function esc(v) {
+    return String(v == null ? '' : v).replace(/[&<>"']/g, function (c) {
+      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+    });
+  }
+  function option(value, label, selected) {
+    return '<option value="' + esc(value) + '"' + (selected ? ' selected' : '') + '>' + esc(label) + '</option>';
+  }
+
+  return function (t) {
+    function when(iso) {
+      if (!iso) { return ''; }
+      var d = new Date(iso);
+      return isNaN(d.getTime()) ? '' : d.toLocaleString();
+    }
+
+    function status(o) {
+      if (!o) { return t('ui.card.status_none'); }
+      var chat = o.chat ? o.chat.title : '';
+      switch (o.status) {
+        case 'posting': return t('ui.card.status_posting', { chat: chat });
+        case 'open': return t('ui.card.status_open', { chat: chat, time: when(o.created_at) });
+        case 'taken': {
+          var x = o.executor || {};
+          var who = (x.name || '') + (x.username ? ' @' + x.username : '');
+          return t('ui.card.status_taken', { executor: who, time: when(o.taken_at) });
+        }
+        case 'withdrawn': return t('ui.card.status_withdrawn');
+        case 'failed': return t('ui.card.status_failed', { reason: o.fail_reason || '' });
+        default: return o.status;
+      }
+    }
+
+    return {
+      // The panel body that amoCRM's render_template places in the card.
+      root: function () {
+        return '<div class="amodispatch-root amodispatch-card"><p class="amodispatch-muted">' + esc(t('ui.common.loading')) + '</p></div>';
+      },
+      failure: function (msg) {
+        return '<div class="amodispatch-error" role="alert">' + esc(msg) + '</div>' +
+          '<button type="button" class="amodispatch-button amodispatch-retry">' + esc(t('ui.common.retry')) + '</button>';
+      },
+      body: function (deal, chats) {
+        var o = deal.order;
+        var st = o ? o.status : 'none';
+        var opts = option(0, t('ui.common.default_chat'), !deal.target_chat_id);
+        for (var i = 0; i < chats.length; i++) {
+          var c = chats[i];
+          var sel = String(deal.target_chat_id) === String(c.id);
+          if (c.active || sel) { opts += option(c.id, c.title, sel); }
+        }
+        var active = st === 'open' || st === 'posting';
+        var h = '<div class="amodispatch-order amodispatch-order--' + esc(st) + '">' + esc(status(o)) + '</div>' +
+          '<label class="amodispatch-label">' + esc(t('ui.card.target_chat')) +
+          ' <select class="amodispatch-select amodispatch-target-chat">' + opts + '</select></label><div class="amodispatch-actions">';
+        if (!o || st === 'withdrawn' || st === 'failed') {
+          h += '<button type="button" class="amodispatch-button amodispatch-button--primary amodispatch-action" data-action="post">' + esc(t('ui.card.post')) + '</button> ';
+        }
+        if (active) {
+          h += '<button type="button" class="amodispatch-button amodispatch-action" data-action="withdraw">' + esc(t('ui.card.withdraw')) + '</button> ';
+        }
+        if (o) {
+          h += '<button type="button" class="amodispatch-button amodispatch-action" data-action="repost">' + esc(t('ui.card.repost')) + '</button>';
+        }
+        return h + '</div><div class="amodispatch-status" role="status"></div>';
+      }
+    };
+  };
+});

@@ -1,0 +1,140 @@
+// Markup of the settings modal hint and the advanced settings page.
+// Every dynamic value goes through esc(); every label through t().
+define([], function () {
+  'use strict';
+
+  function esc(v) {
+    return String(v == null ? '' : v).replace(/[&<>"']/g, function (c) {
+      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+    });
+  }
+  function has(list, id) {
+    for (var i = 0; list && i < list.length; i++) { if (String(list[i]) === String(id)) { return true; } }
+    return false;
+  }
+  function option(value, label, selected) {
+    return '<option value="' + esc(value) + '"' + (selected ? ' selected' : '') + '>' + esc(label) + '</option>';
+  }
+
+  return function (t) {
+    function chats(st) {
+      var h = '<section class="amodispatch-section amodispatch-chats"><h3 class="amodispatch-h">' + esc(t('ui.advanced.chats_title')) + '</h3>';
+      if (!st.chats || !st.chats.length) {
+        h += '<p class="amodispatch-muted amodispatch-no-chats">' + esc(t('ui.advanced.no_chats')) + '</p>';
+      } else {
+        h += '<ul class="amodispatch-chat-list">';
+        for (var i = 0; i < st.chats.length; i++) {
+          var c = st.chats[i];
+          h += '<li class="amodispatch-chat" data-chat-id="' + esc(c.id) + '">' +
+            '<span class="amodispatch-chat-title">' + esc(c.title) + '</span> ' +
+            '<span class="amodispatch-badge amodispatch-badge--' + (c.active ? 'active' : 'inactive') + '">' +
+            esc(t(c.active ? 'ui.common.active' : 'ui.common.inactive')) + '</span></li>';
+        }
+        h += '</ul>';
+      }
+      if (st.bot) {
+        h += '<p><a class="amodispatch-button amodispatch-startgroup" target="_blank" rel="noopener" href="' + esc(st.bot.startgroup_url) + '">' +
+          esc(t('ui.advanced.link_button')) + '</a></p>' +
+          '<p class="amodispatch-muted">' + esc(t('ui.advanced.link_command')) + ' <code class="amodispatch-link-command">' + esc(st.bot.link_command) + '</code></p>';
+      } else {
+        h += '<p class="amodispatch-muted">' + esc(t('ui.advanced.bot_missing')) + '</p>';
+      }
+      return h + '</section>';
+    }
+
+    function rules(st) {
+      var s = st.settings || {};
+      var h = '<section class="amodispatch-section amodispatch-rules"><h3 class="amodispatch-h">' + esc(t('ui.advanced.rules_title')) + '</h3>';
+      for (var i = 0; i < (st.pipelines || []).length; i++) {
+        var p = st.pipelines[i];
+        var rule = {};
+        for (var j = 0; j < (s.rules || []).length; j++) { if (String(s.rules[j].pipeline_id) === String(p.id)) { rule = s.rules[j]; } }
+        h += '<div class="amodispatch-rule" data-pipeline-id="' + esc(p.id) + '"><h4 class="amodispatch-rule-name">' + esc(p.name) + '</h4>' +
+          '<div class="amodispatch-label">' + esc(t('ui.advanced.trigger_stages')) + '</div><div class="amodispatch-checks">';
+        var found = option(0, t('ui.advanced.found_none'), !rule.found_stage_id);
+        for (var k = 0; k < (p.stages || []).length; k++) {
+          var stg = p.stages[k];
+          // 142/143 (won/lost) close a deal: they cannot mean "searching".
+          if (String(stg.id) !== '142' && String(stg.id) !== '143') {
+            h += '<label class="amodispatch-check"><input type="checkbox" class="amodispatch-trigger" value="' + esc(stg.id) + '"' +
+              (has(rule.trigger_stage_ids, stg.id) ? ' checked' : '') + '> ' + esc(stg.name) + '</label>';
+          }
+          found += option(stg.id, stg.name, String(rule.found_stage_id) === String(stg.id));
+        }
+        h += '</div><label class="amodispatch-label">' + esc(t('ui.advanced.found_stage')) +
+          ' <select class="amodispatch-select amodispatch-found">' + found + '</select></label>';
+        var chatOpts = option(0, t('ui.common.not_selected'), !rule.default_chat_id);
+        for (var m = 0; m < (st.chats || []).length; m++) {
+          var c = st.chats[m];
+          var sel = String(rule.default_chat_id) === String(c.id);
+          if (c.active || sel) { chatOpts += option(c.id, c.title, sel); }
+        }
+        h += '<label class="amodispatch-label">' + esc(t('ui.advanced.default_chat')) +
+          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label></div>';
+      }
+      return h + '</section>';
+    }
+
+    function fields(st) {
+      var s = st.settings || {};
+      var h = '<section class="amodispatch-section amodispatch-fields"><h3 class="amodispatch-h">' + esc(t('ui.advanced.fields_title')) + '</h3>' +
+        '<p class="amodispatch-muted">' + esc(t('ui.advanced.fields_hint')) + '</p><div class="amodispatch-checks">';
+      for (var i = 0; i < (st.fields || []).length; i++) {
+        var f = st.fields[i];
+        h += '<label class="amodispatch-check"><input type="checkbox" class="amodispatch-field" value="' + esc(f.id) + '"' +
+          (has(s.order_field_ids, f.id) ? ' checked' : '') + '> ' + esc(f.name) + '</label>';
+      }
+      return h + '</div><label class="amodispatch-check"><input type="checkbox" class="amodispatch-show-budget"' + (s.show_budget ? ' checked' : '') + '> ' +
+        esc(t('ui.advanced.show_budget')) + '</label></section>';
+    }
+
+    function executors(st) {
+      var s = st.settings || {};
+      var map = s.executor_users || {};
+      var h = '<section class="amodispatch-section amodispatch-executors"><h3 class="amodispatch-h">' + esc(t('ui.advanced.executors_title')) + '</h3>';
+      if (!st.executors || !st.executors.length) {
+        return h + '<p class="amodispatch-muted">' + esc(t('ui.advanced.no_executors')) + '</p></section>';
+      }
+      h += '<p class="amodispatch-muted">' + esc(t('ui.advanced.executors_hint')) + '</p><table class="amodispatch-table">';
+      for (var i = 0; i < st.executors.length; i++) {
+        var x = st.executors[i];
+        var cur = map[String(x.telegram_id)];
+        var opts = option(0, t('ui.advanced.executor_user_none'), !cur);
+        for (var j = 0; j < (st.users || []).length; j++) {
+          opts += option(st.users[j].id, st.users[j].name, String(cur) === String(st.users[j].id));
+        }
+        h += '<tr><td>' + esc(x.name) + (x.username ? ' <span class="amodispatch-muted">@' + esc(x.username) + '</span>' : '') + '</td>' +
+          '<td><select class="amodispatch-select amodispatch-executor-user" data-telegram-id="' + esc(x.telegram_id) + '">' + opts + '</select></td></tr>';
+      }
+      return h + '</table></section>';
+    }
+
+    function language(st) {
+      var cur = (st.settings || {}).language || '';
+      return '<section class="amodispatch-section amodispatch-language-section"><h3 class="amodispatch-h">' + esc(t('ui.advanced.language_title')) + '</h3>' +
+        '<select class="amodispatch-select amodispatch-language">' +
+        option('', t('ui.advanced.language_auto'), cur === '') +
+        option('ru', t('ui.advanced.language_ru'), cur === 'ru') +
+        option('en', t('ui.advanced.language_en'), cur === 'en') + '</select></section>';
+    }
+
+    return {
+      esc: esc,
+      loading: function () {
+        return '<div class="amodispatch-root amodispatch-advanced"><p class="amodispatch-muted">' + esc(t('ui.common.loading')) + '</p></div>';
+      },
+      failure: function (msg) {
+        return '<div class="amodispatch-error" role="alert">' + esc(msg) + '</div>' +
+          '<button type="button" class="amodispatch-button amodispatch-retry">' + esc(t('ui.common.retry')) + '</button>';
+      },
+      advanced: function (st) {
+        return chats(st) + rules(st) + fields(st) + executors(st) + language(st) +
+          '<div class="amodispatch-actions"><button type="button" class="amodispatch-button amodispatch-button--primary amodispatch-save">' +
+          esc(t('ui.advanced.save')) + '</button> <span class="amodispatch-status" role="status"></span></div>';
+      },
+      modal: function () {
+        return '<div class="amodispatch-root amodispatch-modal-hint"><p>' + esc(t('ui.settings_modal.hint')) + '</p></div>';
+      }
+    };
+  };
+});
