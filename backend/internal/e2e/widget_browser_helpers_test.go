@@ -41,12 +41,12 @@ const (
 // is same-origin; the proxy presents the account's amoCRM origin to the
 // backend, as the real browser would.
 type widgetPage struct {
-	t       testing.TB
-	srv     *httptest.Server
-	acc     *fakeamocrm.Account
-	userID  int64
-	aud     string
-	secret  []byte
+	t      testing.TB
+	srv    *httptest.Server
+	acc    *fakeamocrm.Account
+	userID int64
+	aud    string
+	secret []byte
 	// apiBase is the backend URL written into config.js; by default the
 	// page's own origin, which proxies the API.
 	apiBase string

@@ -123,11 +123,19 @@ func (db *DB) SaveUpdates(ctx context.Context, updates []StoredUpdate) (inserted
 // once, and an expired lease (crashed worker) is taken over.
 func (db *DB) ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]StoredUpdate, error) {
 	now := db.nowMillis()
+	// On PostgreSQL concurrent claimers (workers, replicas) otherwise lock
+	// the same rows in different orders and deadlock (SQLSTATE 40P01);
+	// SKIP LOCKED lets each take rows no other claim holds. SQLite
+	// serialises writers and has no row locks.
+	lock := ""
+	if db.dialect == Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
 	var rows []updateRow
 	err := db.gorm.WithContext(ctx).Raw(`UPDATE telegram_updates
 		SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1
 		WHERE update_id IN (SELECT update_id FROM telegram_updates
-		                    WHERE processed_at IS NULL AND claimed_until <= ? ORDER BY update_id LIMIT ?)
+		                    WHERE processed_at IS NULL AND claimed_until <= ? ORDER BY update_id LIMIT ?`+lock+`)
 		  AND processed_at IS NULL AND claimed_until <= ?
 		RETURNING update_id, payload, attempts`,
 		owner, now+lease.Milliseconds(), now, limit, now).Scan(&rows).Error
