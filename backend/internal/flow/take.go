@@ -26,10 +26,10 @@ func (f *Flow) reachable(ctx context.Context, telegramID int64) bool {
 // Take decides the order for the first presser, atomically in the database,
 // and enqueues everything that follows in the same transaction: the group
 // edit, the winner's private order, the amoCRM update and the note.
-func (f *Flow) Take(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (telegram.TakeResult, error) {
+func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (telegram.TakeResult, error) {
 	var res telegram.TakeResult
 	err := f.db.InTx(ctx, func(tx *store.Tx) error {
-		o, err := tx.TakeOrder(chatID, orderID, user)
+		o, err := tx.TakeOrder(chatID, messageID, orderID, user)
 		res.Order = o
 		if err != nil {
 			return err // a lost race costs one UPDATE and one SELECT
@@ -60,10 +60,17 @@ func (f *Flow) Take(ctx context.Context, chatID int64, orderID string, user disp
 
 // RequestContact handles "Get client phone": the contact goes privately to
 // the presser — while the order is open, or to its executor once taken.
-func (f *Flow) RequestContact(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (telegram.ContactResult, error) {
+func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (telegram.ContactResult, error) {
 	o, err := f.db.OrderInChat(ctx, chatID, orderID)
 	if err != nil {
 		return telegram.ContactResult{}, err
+	}
+	if o.Status == dispatch.OrderPosting {
+		// Pressed before the post's message id was recorded (its sender
+		// died): the press proves the post, so record it and go on.
+		if o, err = f.db.ConfirmPosted(ctx, chatID, orderID, messageID); err != nil {
+			return telegram.ContactResult{}, err
+		}
 	}
 	switch {
 	case o.Status == dispatch.OrderTaken && o.ExecutorID != user.TelegramID:

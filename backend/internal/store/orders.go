@@ -148,6 +148,17 @@ func (db *DB) MarkPosted(ctx context.Context, id string, messageID int, text str
 	return res.RowsAffected == 1, translate(res.Error, "mark posted")
 }
 
+// ConfirmPosted marks a "posting" order open with the message a user pressed.
+func (db *DB) ConfirmPosted(ctx context.Context, chatID int64, id string, messageID int) (dispatch.Order, error) {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).
+		Where("id = ? AND chat_id = ? AND status = ? AND message_id = 0", id, chatID, dispatch.OrderPosting).
+		Updates(map[string]any{"status": string(dispatch.OrderOpen), "message_id": messageID, "updated_at": db.utcNow()}).Error
+	if err != nil {
+		return dispatch.Order{}, translate(err, "confirm posted")
+	}
+	return db.OrderInChat(ctx, chatID, id)
+}
+
 // RecordMessage stores the message id of an order's post whatever its status
 // (a withdrawal may have raced the post).
 func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text string) error {
@@ -159,11 +170,17 @@ func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text 
 // TakeOrder makes executor the winner if the order is still open: one
 // conditional UPDATE decides among any number of concurrent presses, on any
 // number of processes. The caller enqueues the follow-up jobs in the same tx.
-func (tx *Tx) TakeOrder(chatID int64, id string, e dispatch.Executor) (dispatch.Order, error) {
+//
+// An order still "posting" can be taken too: a press proves its post exists
+// (the sender died before recording it), and recording the pressed message
+// keeps the post job from sending it again.
+func (tx *Tx) TakeOrder(chatID int64, messageID int, id string, e dispatch.Executor) (dispatch.Order, error) {
 	now := tx.db.utcNow()
-	res := tx.g.Model(&orderRow{}).Where("id = ? AND chat_id = ? AND status = ?", id, chatID, dispatch.OrderOpen).
+	res := tx.g.Model(&orderRow{}).
+		Where("id = ? AND chat_id = ? AND (status = ? OR (status = ? AND message_id = 0))", id, chatID, dispatch.OrderOpen, dispatch.OrderPosting).
 		Updates(map[string]any{"status": string(dispatch.OrderTaken), "executor_id": e.TelegramID, "executor_name": e.FullName(),
-			"executor_username": e.Username, "taken_at": now, "updated_at": now})
+			"executor_username": e.Username, "taken_at": now, "updated_at": now,
+			"message_id": gorm.Expr("CASE WHEN message_id = 0 THEN ? ELSE message_id END", messageID)})
 	if res.Error != nil {
 		return dispatch.Order{}, translate(res.Error, "take order")
 	}

@@ -38,8 +38,10 @@ type ContactResult struct {
 
 // Orders is what button presses and contact deep links need from the dispatch flow.
 type Orders interface {
-	Take(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (TakeResult, error)
-	RequestContact(ctx context.Context, chatID int64, orderID string, user dispatch.Executor) (ContactResult, error)
+	// messageID is the pressed post: a press proves the post exists even if
+	// the process that sent it died before recording it.
+	Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (TakeResult, error)
+	RequestContact(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (ContactResult, error)
 	StartToken(ctx context.Context, user dispatch.Executor, token string) error
 }
 
@@ -53,12 +55,15 @@ func (b *Bot) onCallback(ctx context.Context, q *models.CallbackQuery) error {
 	if b.o.Orders == nil {
 		return nil
 	}
-	var chatID int64
+	var (
+		chatID    int64
+		messageID int
+	)
 	switch {
 	case q.Message.Message != nil:
-		chatID = q.Message.Message.Chat.ID
+		chatID, messageID = q.Message.Message.Chat.ID, q.Message.Message.ID
 	case q.Message.InaccessibleMessage != nil:
-		chatID = q.Message.InaccessibleMessage.Chat.ID
+		chatID, messageID = q.Message.InaccessibleMessage.Chat.ID, q.Message.InaccessibleMessage.MessageID
 	}
 	lang := q.From.LanguageCode
 	user := executorOf(q.From)
@@ -73,14 +78,14 @@ func (b *Bot) onCallback(ctx context.Context, q *models.CallbackQuery) error {
 	switch {
 	case strings.HasPrefix(q.Data, ActionTake):
 		var res TakeResult
-		res, err = b.o.Orders.Take(ctx, chatID, strings.TrimPrefix(q.Data, ActionTake), user)
+		res, err = b.o.Orders.Take(ctx, chatID, messageID, strings.TrimPrefix(q.Data, ActionTake), user)
 		token, okKey, tokenKey = res.StartToken, "cb.yours", "cb.yours_start"
 		if res.Order.ExecutorID == user.TelegramID {
 			taken = "cb.already_yours"
 		}
 	case strings.HasPrefix(q.Data, ActionPhone):
 		var res ContactResult
-		res, err = b.o.Orders.RequestContact(ctx, chatID, strings.TrimPrefix(q.Data, ActionPhone), user)
+		res, err = b.o.Orders.RequestContact(ctx, chatID, messageID, strings.TrimPrefix(q.Data, ActionPhone), user)
 		token, okKey, tokenKey = res.StartToken, "cb.contact_sent", "cb.open_bot"
 	default:
 		// A button of an older bot version, or forged data: answer so the
