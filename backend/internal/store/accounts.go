@@ -78,7 +78,7 @@ func (db *DB) SaveInstallation(ctx context.Context, in Installation) (dispatch.A
 	}
 	now := db.utcNow()
 	var out accountRow
-	err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = db.transaction(ctx, func(tx *gorm.DB) error {
 		var existing accountRow
 		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", in.ID).Take(&existing).Error
 		switch {

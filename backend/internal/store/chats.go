@@ -36,7 +36,7 @@ func (r chatRow) toChat() dispatch.Chat {
 func (db *DB) LinkChat(ctx context.Context, c dispatch.Chat) (dispatch.Chat, error) {
 	now := db.utcNow()
 	var out chatRow
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transaction(ctx, func(tx *gorm.DB) error {
 		var existing chatRow
 		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", c.ID).Take(&existing).Error
 		switch {

@@ -34,7 +34,7 @@ func (stageRow) TableName() string { return "stages" }
 
 // ReplacePipelines stores the account's funnels as amoCRM reported them.
 func (db *DB) ReplacePipelines(ctx context.Context, accountID int64, pipelines []dispatch.Pipeline) error {
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transaction(ctx, func(tx *gorm.DB) error {
 		if err := tx.Where("account_id = ?", accountID).Delete(&stageRow{}).Error; err != nil {
 			return err
 		}

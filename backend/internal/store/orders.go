@@ -64,7 +64,7 @@ type Tx struct {
 
 // InTx runs fn in a transaction.
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error { return fn(&Tx{db: db, g: g}) })
+	return db.transaction(ctx, func(g *gorm.DB) error { return fn(&Tx{db: db, g: g}) })
 }
 
 // SQL is the transaction for libraries that enqueue into it (River's InsertTx).

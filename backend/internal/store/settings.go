@@ -97,7 +97,7 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 		b, _ := json.Marshal(s.OrderFieldIDs)
 		fields = string(b)
 	}
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transaction(ctx, func(tx *gorm.DB) error {
 		row := settingsRow{AccountID: s.AccountID, Language: s.Language, OrderFieldIDs: fields, ShowBudget: s.ShowBudget, UpdatedAt: now}
 		if err := tx.Clauses(clause.OnConflict{UpdateAll: true}).Create(&row).Error; err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -223,3 +224,21 @@ func translate(err error, what string) error {
 func (db *DB) utcNow() time.Time { return db.now().UTC() }
 
 func (db *DB) nowMillis() int64 { return db.now().UnixMilli() }
+
+// transaction runs fn in a transaction. On SQLite a transaction refused with
+// SQLITE_BUSY (another process holds the file's write lock past busy_timeout,
+// or SQLite refused to wait to avoid a deadlock) is retried a few times: it
+// rolled back whole, so running it again is safe.
+func (db *DB) transaction(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.gorm.WithContext(ctx).Transaction(fn)
+		if err == nil || db.dialect != SQLite || attempt == 5 || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt*attempt) * 20 * time.Millisecond):
+		}
+	}
+}
