@@ -129,9 +129,6 @@ func (f *Flow) chatFailure(ctx context.Context, o dispatch.Order, err error) err
 		if _, merr := f.db.MigrateChat(ctx, o.ChatID, mig.NewChatID, "supergroup"); merr != nil {
 			return merr
 		}
-		if merr := f.db.MoveOrdersToChat(ctx, o.ChatID, mig.NewChatID); merr != nil {
-			return merr
-		}
 		return err
 	case errors.Is(err, telegram.ErrChatGone):
 		f.log.Warn("chat is gone, order cannot be posted", "account_id", o.AccountID, "order_id", o.ID, "chat_id", o.ChatID, "err", err)

@@ -41,8 +41,7 @@ func (s *Service) ChatMigrated(ctx context.Context, oldID, newID int64) error {
 	if changed {
 		s.log.Info("chat migrated to supergroup", "chat_id", oldID, "new_chat_id", newID)
 	}
-	// Orders follow so later edits and presses find them under the new id.
-	return s.db.MoveOrdersToChat(ctx, oldID, newID)
+	return nil
 }
 
 // ChatAccount returns the account a chat is actively linked to.

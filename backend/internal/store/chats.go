@@ -97,18 +97,35 @@ func (db *DB) DeactivateChat(ctx context.Context, chatID int64) (bool, error) {
 	return res.RowsAffected > 0, translate(res.Error, "deactivate chat")
 }
 
-// MigrateChat moves a group's link to the supergroup that replaced it. It is
-// idempotent: Telegram announces a migration in both chats.
+// MigrateChat moves a group's link to the supergroup that replaced it, with
+// everything that points at the chat: default chats of the pipelines, deals'
+// own chats and orders. It is idempotent: Telegram announces a migration in
+// both chats.
 func (db *DB) MigrateChat(ctx context.Context, oldID, newID int64, newType dispatch.ChatType) (bool, error) {
-	res := db.gorm.WithContext(ctx).Model(&chatRow{}).Where("id = ?", oldID).
-		Updates(map[string]any{"id": newID, "type": string(newType), "updated_at": db.utcNow()})
-	if res.Error != nil {
-		if errors.Is(translate(res.Error, ""), dispatch.ErrConflict) {
-			return false, nil // the new id is already linked: the migration was applied
+	var moved bool
+	err := db.transaction(ctx, func(tx *gorm.DB) error {
+		var existing int64
+		if err := tx.Model(&chatRow{}).Where("id = ?", newID).Count(&existing).Error; err != nil {
+			return err
 		}
-		return false, translate(res.Error, "migrate chat")
-	}
-	return res.RowsAffected > 0, nil
+		if existing == 0 {
+			res := tx.Model(&chatRow{}).Where("id = ?", oldID).
+				Updates(map[string]any{"id": newID, "type": string(newType), "updated_at": db.utcNow()})
+			if res.Error != nil {
+				return res.Error
+			}
+			moved = res.RowsAffected > 0
+		}
+		for _, q := range []struct{ table, column string }{
+			{"dispatch_rules", "default_chat_id"}, {"deal_targets", "chat_id"}, {"orders", "chat_id"},
+		} {
+			if err := tx.Table(q.table).Where(q.column+" = ?", oldID).Update(q.column, newID).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return moved, translate(err, "migrate chat")
 }
 
 type executorRow struct {

@@ -229,13 +229,6 @@ func (db *DB) FailOrder(ctx context.Context, id, reason string) error {
 	return translate(err, "fail order")
 }
 
-// MoveOrdersToChat follows a group's migration to a supergroup.
-func (db *DB) MoveOrdersToChat(ctx context.Context, oldID, newID int64) error {
-	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("chat_id = ?", oldID).
-		Updates(map[string]any{"chat_id": newID, "updated_at": db.utcNow()}).Error
-	return translate(err, "move orders")
-}
-
 // CountOrders counts an account's orders, for tests and metrics.
 func (db *DB) CountOrders(ctx context.Context, accountID int64) (int64, error) {
 	var n int64
@@ -261,11 +254,13 @@ func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64, kind string) (dis
 	if err != nil {
 		return dispatch.Reveal{}, translate(err, "create reveal")
 	}
-	if err := tx.g.Where("order_id = ? AND telegram_id = ? AND kind = ?", o.ID, telegramID, kind).Take(&row).Error; err != nil {
+	// A fresh struct: gorm would add the unsaved row's id to the conditions.
+	var got revealRow
+	if err := tx.g.Where("order_id = ? AND telegram_id = ? AND kind = ?", o.ID, telegramID, kind).Take(&got).Error; err != nil {
 		return dispatch.Reveal{}, translate(err, "read reveal")
 	}
-	return dispatch.Reveal{ID: row.ID, AccountID: row.AccountID, OrderID: row.OrderID, TelegramID: row.TelegramID,
-		RequestedAt: row.RequestedAt, SentAt: row.SentAt}, nil
+	return dispatch.Reveal{ID: got.ID, AccountID: got.AccountID, OrderID: got.OrderID, TelegramID: got.TelegramID,
+		RequestedAt: got.RequestedAt, SentAt: got.SentAt}, nil
 }
 
 // Reveal returns a contact request of one Telegram user (the token's owner).
