@@ -44,7 +44,10 @@ func TestTelegramSideEffects(t *testing.T) {
 		if err := e.amo.MoveLead(tn.acc.ID, l2.ID, searching); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "post 2", func() bool { o, err := b.Store().ActiveOrder(ctx, tn.acc.ID, l2.ID); return err == nil && o.MessageID != 0 })
+		eventually(t, "post 2", func() bool {
+			o, err := b.Store().ActiveOrder(ctx, tn.acc.ID, l2.ID)
+			return err == nil && o.MessageID != 0
+		})
 		newID := e.tg.MigrateToSupergroup(tn.group.ID)
 		eventually(t, "chat migrated", func() bool { c, err := b.Store().Chat(ctx, newID); return err == nil && c.Active })
 		eventually(t, "order follows", func() bool { o, _ := b.Store().ActiveOrder(ctx, tn.acc.ID, l2.ID); return o.ChatID == newID })
