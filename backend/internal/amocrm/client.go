@@ -88,6 +88,9 @@ type Client struct {
 
 	mu       sync.Mutex
 	limiters map[int64]*rate.Limiter
+	// paused holds, per account limiter, the time before which amoCRM asked
+	// (429 + Retry-After) that no request of the account be sent.
+	paused map[*rate.Limiter]time.Time
 }
 
 // New builds a Client from opts.
@@ -157,10 +160,36 @@ func (c *Client) limiter(accountID int64) *rate.Limiter {
 	return l
 }
 
+// pause holds every request of the account until `until`.
+func (c *Client) pause(l *rate.Limiter, until time.Time) {
+	if l == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.paused == nil {
+		c.paused = map[*rate.Limiter]time.Time{}
+	}
+	if until.After(c.paused[l]) {
+		c.paused[l] = until
+	}
+}
+
 // wait is rate.Limiter.Wait built on Reserve so that the clock and the sleep
-// are injectable.
+// are injectable. It first honours a Retry-After amoCRM gave the account.
 func (c *Client) wait(ctx context.Context, l *rate.Limiter) error {
-	if l == nil || l.Limit() == rate.Inf {
+	if l == nil {
+		return nil
+	}
+	c.mu.Lock()
+	until := c.paused[l]
+	c.mu.Unlock()
+	if d := until.Sub(c.now()); d > 0 {
+		if err := c.sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	if l.Limit() == rate.Inf {
 		return nil
 	}
 	now := c.now()
@@ -255,6 +284,9 @@ func (c *Client) send(ctx context.Context, origin string, lim *rate.Limiter, req
 			}
 			if _, ok := parseRetryAfter(resp.header.Get("Retry-After"), now); ok || e.RetryAfter > 0 {
 				retryAfter, hasAfter = e.RetryAfter, true
+				if resp.status == http.StatusTooManyRequests {
+					c.pause(lim, now.Add(retryAfter))
+				}
 			}
 		}
 		if !retry || attempt >= c.maxAttempts {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -128,7 +129,10 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		// they are this old. River's default is JobTimeout + 1 hour, which
 		// stalled a crashed process's posts and write-backs for an hour.
 		RescueStuckJobsAfter: time.Minute + 10*time.Second,
-		MaxAttempts:          25,
+		// With the capped back-off below, 100 attempts keep a job alive through
+		// about eight hours of amoCRM or Telegram outage.
+		MaxAttempts: 100,
+		RetryPolicy: cappedBackoff{},
 		// Inserts wake this process's workers at once (LISTEN/NOTIFY on
 		// PostgreSQL, River's notification table on SQLite); the poll only
 		// backs that up.
@@ -181,6 +185,20 @@ func (f *Flow) enqueue(ctx context.Context, tx *store.Tx, jobs ...river.JobArgs)
 		return fmt.Errorf("flow: enqueue: %w", err)
 	}
 	return nil
+}
+
+// cappedBackoff retries after 1 s, 2 s, 4 s … up to 5 minutes, with 10%
+// jitter. River's default (attempt⁴ seconds) would leave a post waiting 81 s
+// after three failures of a short Telegram outage.
+type cappedBackoff struct{}
+
+func (cappedBackoff) NextRetry(job *rivertype.JobRow) time.Time {
+	d := 5 * time.Minute
+	if n := job.Attempt - 1; n < 9 {
+		d = min(time.Second<<n, d)
+	}
+	jitter := time.Duration(rand.Int64N(int64(d/10) + 1))
+	return time.Now().Add(d + jitter)
 }
 
 type errorLogger struct{ log *slog.Logger }
