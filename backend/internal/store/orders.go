@@ -278,13 +278,3 @@ func (db *DB) MarkRevealSent(ctx context.Context, id string) error {
 	return translate(err, "mark reveal sent")
 }
 
-// Reveals lists the contact requests of an order.
-func (db *DB) Reveals(ctx context.Context, accountID int64, orderID string) ([]dispatch.Reveal, error) {
-	var rows []revealRow
-	err := db.gorm.WithContext(ctx).Where("account_id = ? AND order_id = ?", accountID, orderID).Order("requested_at").Find(&rows).Error
-	out := make([]dispatch.Reveal, len(rows))
-	for i, r := range rows {
-		out[i] = dispatch.Reveal{ID: r.ID, AccountID: r.AccountID, OrderID: r.OrderID, TelegramID: r.TelegramID, RequestedAt: r.RequestedAt, SentAt: r.SentAt}
-	}
-	return out, translate(err, "reveals")
-}

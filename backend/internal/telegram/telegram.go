@@ -94,9 +94,6 @@ func New(o Options) (*Bot, error) {
 // SetOrders connects the dispatch flow, which itself sends through the bot.
 func (b *Bot) SetOrders(o Orders) { b.o.Orders = o }
 
-// API exposes the library client for sending.
-func (b *Bot) API() *tgbot.Bot { return b.api }
-
 // Username returns the bot's @username (without @), asking Telegram once.
 func (b *Bot) Username(ctx context.Context) (string, error) {
 	if me := b.me.Load(); me != nil {
