@@ -333,6 +333,24 @@ func TestDispatchFlowTwoAccounts(t *testing.T) {
 			t.Fatal("buttons were removed; pressing must not be possible")
 		}
 
+		// Nothing secret or personal reached the logs (they ran at debug level).
+		logs := e.logs.String()
+		secrets := map[string]string{"bot token": botToken, "client secret": clientSecret, "client phone": "555-12-34",
+			"client phone digits": "79165551234", "client e-mail": "client@alpha.test"}
+		for _, acc := range []*fakeamocrm.Account{ta.acc, tb.acc} {
+			for i, p := range e.amo.Tokens(acc.ID) {
+				secrets[fmt.Sprintf("access token %d of %d", i, acc.ID)] = p.AccessToken
+				secrets[fmt.Sprintf("refresh token %d of %d", i, acc.ID)] = p.RefreshToken
+			}
+			hook := e.amo.Webhooks(acc.ID)[0].Destination
+			secrets[fmt.Sprintf("webhook secret of %d", acc.ID)] = hook[strings.LastIndex(hook, "/")+1:]
+		}
+		for what, v := range secrets {
+			if v != "" && strings.Contains(logs, v) {
+				t.Errorf("%s found in the logs", what)
+			}
+		}
+
 		// Account B's order is untouched by A's take.
 		if o, _ := b.Store().ActiveOrder(ctx, tb.acc.ID, leadB.ID); o.Status != dispatch.OrderOpen {
 			t.Fatalf("B's order: %+v", o)
