@@ -71,6 +71,10 @@ func TestDispatchSurvivesFaults(t *testing.T) {
 
 		// The deal leaves the search stage before anyone takes it: the post
 		// is withdrawn and loses its buttons.
+		eventually(t, "reconciled order recorded as posted", func() bool {
+			o, err := b.Store().ActiveOrder(ctx, tn.acc.ID, l2.ID)
+			return err == nil && o.MessageID != 0
+		})
 		o2, _ := b.Store().ActiveOrder(ctx, tn.acc.ID, l2.ID)
 		if err := e.amo.MoveLead(tn.acc.ID, l2.ID, tn.statusByIndex(3)); err != nil {
 			t.Fatal(err)

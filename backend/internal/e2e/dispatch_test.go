@@ -165,6 +165,11 @@ func TestDispatchFlowTwoAccounts(t *testing.T) {
 		if len(btnB) != 2 || !strings.Contains(btnB[0].Text, "Get client phone") || !strings.Contains(btnB[1].Text, "Take order") {
 			t.Fatalf("English buttons: %+v", btnB)
 		}
+		// The post is visible a moment before its message id is recorded.
+		eventually(t, "order A recorded as posted", func() bool {
+			o, err := b.Store().ActiveOrder(ctx, ta.acc.ID, leadA.ID)
+			return err == nil && o.Status == dispatch.OrderOpen
+		})
 		orderA, err := b.Store().ActiveOrder(ctx, ta.acc.ID, leadA.ID)
 		if err != nil || orderA.ChatID != ta.group.ID || orderA.MessageID != postA.MessageID || orderA.Status != dispatch.OrderOpen {
 			t.Fatalf("order A: %+v %v", orderA, err)

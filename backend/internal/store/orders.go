@@ -277,4 +277,3 @@ func (db *DB) MarkRevealSent(ctx context.Context, id string) error {
 	err := db.gorm.WithContext(ctx).Model(&revealRow{}).Where("id = ? AND sent_at IS NULL", id).Update("sent_at", db.utcNow()).Error
 	return translate(err, "mark reveal sent")
 }
-
