@@ -50,6 +50,10 @@ func TestDispatchSurvivesFaults(t *testing.T) {
 		if err := e.amo.WaitDeliveries(5 * time.Second); err != nil {
 			t.Fatal(err)
 		}
+		// A pass already running (the start-up one) would absorb this one
+		// (one pass per account at a time) and may have listed the deals
+		// before the move: start from idle.
+		waitJobsIdle(t, b)
 		if err := b.Flow().Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
