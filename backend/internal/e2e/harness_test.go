@@ -119,16 +119,10 @@ type backendOption func(map[string]string)
 
 func telegramWebhookMode(vars map[string]string) { vars["TELEGRAM_MODE"] = "webhook" }
 
-// start runs a backend on the env's database and fakes; the first one listens
-// on the public URL the fakes know.
-func (e *env) start(opts ...backendOption) *backend {
-	e.t.Helper()
-	port := e.firstPort
-	if e.started {
-		port = freePort(e.t)
-	}
-	e.started = true
-	vars := map[string]string{
+// backendVars is the environment of a backend on the env's database and
+// fakes listening on port, in process or as a subprocess.
+func (e *env) backendVars(port int) map[string]string {
+	return map[string]string{
 		"DATABASE_URL":         e.dbURL,
 		"DATA_DIR":             e.dir,
 		"LISTEN_ADDR":          fmt.Sprintf("127.0.0.1:%d", port),
@@ -141,6 +135,18 @@ func (e *env) start(opts ...backendOption) *backend {
 		"ENCRYPTION_KEY":       encKey,
 		"LOG_LEVEL":            "debug",
 	}
+}
+
+// start runs a backend on the env's database and fakes; the first one listens
+// on the public URL the fakes know.
+func (e *env) start(opts ...backendOption) *backend {
+	e.t.Helper()
+	port := e.firstPort
+	if e.started {
+		port = freePort(e.t)
+	}
+	e.started = true
+	vars := e.backendVars(port)
 	for _, o := range opts {
 		o(vars)
 	}

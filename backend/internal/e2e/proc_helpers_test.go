@@ -90,19 +90,7 @@ type proc struct {
 // procEnv is the environment (*env).start gives an in-process backend, for
 // a subprocess listening on port with the env's public URL.
 func (e *env) procEnv(port int, extra map[string]string) []string {
-	vars := map[string]string{
-		"DATABASE_URL":         e.dbURL,
-		"DATA_DIR":             e.dir,
-		"LISTEN_ADDR":          fmt.Sprintf("127.0.0.1:%d", port),
-		"PUBLIC_URL":           fmt.Sprintf("http://127.0.0.1:%d", e.firstPort),
-		"AMOCRM_CLIENT_ID":     clientID,
-		"AMOCRM_CLIENT_SECRET": clientSecret,
-		"AMOCRM_API_URL":       e.amo.URL(),
-		"TELEGRAM_BOT_TOKEN":   botToken,
-		"TELEGRAM_API_URL":     e.tg.URL,
-		"ENCRYPTION_KEY":       encKey,
-		"LOG_LEVEL":            "debug",
-	}
+	vars := e.backendVars(port)
 	for k, v := range extra {
 		vars[k] = v
 	}

@@ -129,12 +129,12 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (db *DB) provider() (*goose.Provider, error) {
+func (db *DB) provider(opts ...goose.ProviderOption) (*goose.Provider, error) {
 	d := goose.DialectPostgres
 	if db.dialect == SQLite {
 		d = goose.DialectSQLite3
 	}
-	p, err := goose.NewProvider(d, db.sql, migrations.FS)
+	p, err := goose.NewProvider(d, db.sql, migrations.FS, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
@@ -144,20 +144,17 @@ func (db *DB) provider() (*goose.Provider, error) {
 // Migrate applies every embedded migration not yet applied. On PostgreSQL a
 // session advisory lock keeps replicas starting together from racing.
 func (db *DB) Migrate(ctx context.Context) ([]string, error) {
-	d := goose.DialectPostgres
 	var opts []goose.ProviderOption
-	if db.dialect == SQLite {
-		d = goose.DialectSQLite3
-	} else {
+	if db.dialect == Postgres {
 		locker, err := newPostgresLocker()
 		if err != nil {
 			return nil, err
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(d, db.sql, migrations.FS, opts...)
+	p, err := db.provider(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("store: migrations: %w", err)
+		return nil, err
 	}
 	if err := db.refuseNewerSchema(ctx, p); err != nil {
 		return nil, err
