@@ -43,6 +43,10 @@ type Config struct {
 	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"5m"`
 	// JobWorkers bounds the durable jobs this process runs at once.
 	JobWorkers int `env:"JOB_WORKERS" envDefault:"20"`
+	// APITimeout bounds one request to amoCRM or Telegram. A request that
+	// times out is retried by its job, which first checks what the earlier
+	// attempt may already have done.
+	APITimeout time.Duration `env:"API_TIMEOUT" envDefault:"15s"`
 
 	// EncryptionKeys come from ENCRYPTION_KEY: comma-separated base64 keys of
 	// 32 bytes; the first encrypts, all decrypt (key rotation).
@@ -67,7 +71,7 @@ func Load(getenv func(string) string) (Config, error) {
 	for _, name := range []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
 		"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
 		"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY",
-		"RECONCILE_INTERVAL", "JOB_WORKERS"} {
+		"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT"} {
 		if v := getenv(name); v != "" {
 			environ[name] = v
 		}
@@ -128,6 +132,9 @@ func (c *Config) validate() error {
 	}
 	if c.JobWorkers < 1 || c.JobWorkers > 1000 {
 		return &Error{"JOB_WORKERS", "must be between 1 and 1000"}
+	}
+	if c.APITimeout < time.Second || c.APITimeout > 2*time.Minute {
+		return &Error{"API_TIMEOUT", "must be a duration between 1s and 2m, e.g. 15s"}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

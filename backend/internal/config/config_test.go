@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=" // 32 bytes of 7
@@ -19,6 +20,9 @@ func TestDefaultsWithNothingSet(t *testing.T) {
 	}
 	if c.ListenAddr != ":8080" || c.UsesPostgres() || c.AmoConfigured() || c.TelegramConfigured() || c.TelegramMode != ModePolling {
 		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.APITimeout != 15*time.Second {
+		t.Fatalf("API_TIMEOUT default = %v", c.APITimeout)
 	}
 	if c.AmoRedirectURI != "http://localhost:8080/oauth/amocrm/callback" {
 		t.Fatalf("redirect default = %q", c.AmoRedirectURI)
@@ -41,6 +45,8 @@ func TestInvalidVariablesAreNamed(t *testing.T) {
 		{map[string]string{"TELEGRAM_MODE": "push"}, "TELEGRAM_MODE"},
 		{map[string]string{"TELEGRAM_WEBHOOK_SECRET": "has space"}, "TELEGRAM_WEBHOOK_SECRET"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"API_TIMEOUT": "0s"}, "API_TIMEOUT"},
+		{map[string]string{"API_TIMEOUT": "10m"}, "API_TIMEOUT"},
 	}
 	for _, tc := range cases {
 		_, err := Load(getenv(tc.env))

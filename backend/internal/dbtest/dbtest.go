@@ -121,7 +121,14 @@ func Open(t testing.TB, kind Kind, now func() time.Time) *store.DB {
 // "process" on the same database.
 func OpenAt(t testing.TB, dbURL, dir string, now func() time.Time) *store.DB {
 	t.Helper()
-	box, err := secret.New([][]byte{Key})
+	return OpenWithKeys(t, dbURL, dir, now, Key)
+}
+
+// OpenWithKeys is OpenAt with ENCRYPTION_KEY's list in place of Key: the
+// first key seals, all open (key rotation tests).
+func OpenWithKeys(t testing.TB, dbURL, dir string, now func() time.Time, keys ...[]byte) *store.DB {
+	t.Helper()
+	box, err := secret.New(keys)
 	if err != nil {
 		t.Fatal(err)
 	}

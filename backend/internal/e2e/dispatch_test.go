@@ -84,6 +84,26 @@ func (tn *tenant) newLead(t testing.TB, e *env, name string) fakeamocrm.Lead {
 
 func (tn *tenant) statusByIndex(i int) int64 { return tn.acc.Pipelines()[0].Statuses[i].ID }
 
+// toSearch moves a deal to the tenant's search stage, as a manager does.
+func (tn *tenant) toSearch(t testing.TB, e *env, leadID int64) {
+	t.Helper()
+	if err := e.amo.MoveLead(tn.acc.ID, leadID, tn.statusByIndex(1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// postedOrder waits until the deal's order is posted and its message recorded.
+func (tn *tenant) postedOrder(t testing.TB, b *backend, leadID int64) dispatch.Order {
+	t.Helper()
+	var o dispatch.Order
+	eventually(t, fmt.Sprintf("deal %d posted and recorded", leadID), func() bool {
+		var err error
+		o, err = b.Store().ActiveOrder(context.Background(), tn.acc.ID, leadID)
+		return err == nil && o.MessageID != 0
+	})
+	return o
+}
+
 // orderPosts are the bot's messages in a chat that carry or carried order buttons.
 func orderPosts(e *env, chatID int64) []faketelegram.Message {
 	var out []faketelegram.Message
@@ -385,6 +405,22 @@ func fieldValue(l fakeamocrm.Lead, fieldID int64) string {
 		}
 	}
 	return ""
+}
+
+// wroteBackOnce waits for the taken deal's update and note in amoCRM, lets
+// every job finish, and checks there is exactly one of each.
+func wroteBackOnce(t testing.TB, e *env, b *backend, accountID, leadID int64) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("deal %d updated and noted", leadID), func() bool {
+		return len(backendLeadUpdates(e, accountID, leadID)) >= 1 && len(e.amo.Notes(accountID, leadID)) >= 1
+	})
+	waitJobsIdle(t, b)
+	if n := len(backendLeadUpdates(e, accountID, leadID)); n != 1 {
+		t.Fatalf("%d updates of deal %d, want 1", n, leadID)
+	}
+	if n := len(e.amo.Notes(accountID, leadID)); n != 1 {
+		t.Fatalf("%d notes on deal %d, want 1", n, leadID)
+	}
 }
 
 // waitJobsIdle waits until no job is queued or running.

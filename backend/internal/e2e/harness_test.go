@@ -48,7 +48,12 @@ type envOption func(*envConfig)
 
 type envConfig struct {
 	amoOpts fakeamocrm.Options
+	dbURL   string
 }
+
+// withDatabaseURL puts the env on a PostgreSQL database of the test's own
+// instead of a fresh one on the shared server.
+func withDatabaseURL(u string) envOption { return func(c *envConfig) { c.dbURL = u } }
 
 func withAmoOptions(fn func(*fakeamocrm.Options)) envOption {
 	return func(c *envConfig) { fn(&c.amoOpts) }
@@ -62,7 +67,11 @@ func newEnv(t testing.TB, kind dbtest.Kind, opts ...envOption) *env {
 	}
 	c.amoOpts.ClientID, c.amoOpts.ClientSecret = clientID, clientSecret
 	e := &env{t: t, kind: kind, logs: &syncBuffer{}}
-	e.dbURL, e.dir = dbtest.NewURL(t, kind)
+	if c.dbURL != "" {
+		e.dbURL = c.dbURL
+	} else {
+		e.dbURL, e.dir = dbtest.NewURL(t, kind)
+	}
 	e.tg = faketelegram.New(botToken, botName)
 	t.Cleanup(e.tg.Close)
 	t.Cleanup(func() {
@@ -191,18 +200,7 @@ func get(t testing.TB, url string) (int, string) {
 
 func post(t testing.TB, url, contentType, body string, headers ...string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", contentType)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, http.MethodPost, url, []byte(body), append([]string{"Content-Type", contentType}, headers...)...)
 }
 
 type syncBuffer struct {

@@ -622,6 +622,19 @@ func TestFailNextTooManyRequests(t *testing.T) {
 	mustOK(t, api(t, s, "getMe", nil)) // other methods unaffected
 }
 
+func TestSetDown(t *testing.T) {
+	s := newFake(t)
+	u := startedUser(t, s)
+	s.SetDown(true)
+	wantErr(t, api(t, s, "getMe", nil), 502, "Bad Gateway")
+	wantErr(t, api(t, s, "sendMessage", map[string]any{"chat_id": u.ID, "text": "x"}), 502, "Bad Gateway")
+	s.SetDown(false)
+	mustOK(t, api(t, s, "sendMessage", map[string]any{"chat_id": u.ID, "text": "x"}))
+	if n := len(s.Messages(u.ID)); n != 2 { // /start + the one success
+		t.Fatalf("a send while down created a message; have %d", n)
+	}
+}
+
 func TestHangNextStillExecutes(t *testing.T) {
 	s := newFake(t)
 	u := startedUser(t, s)

@@ -33,6 +33,7 @@ type Server struct {
 	bot     User
 	clock   atomic.Pointer[func() time.Time]
 	closing chan struct{}
+	down    atomic.Bool
 	bg      sync.WaitGroup
 	client  *http.Client
 
@@ -208,6 +209,10 @@ func (s *Server) FailNext(method string, n, status int, description string, retr
 func (s *Server) HangNext(method string, n int, d time.Duration) {
 	s.addFault(method, &fault{remaining: n, hang: d})
 }
+
+// SetDown makes every method answer 502 Bad Gateway, as Telegram's front
+// ends do while the Bot API is down, until SetDown(false).
+func (s *Server) SetDown(down bool) { s.down.Store(down) }
 
 func (s *Server) addFault(method string, f *fault) {
 	s.mu.Lock()
@@ -394,6 +399,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) dispatch(ctx context.Context, method string, fn handler, p params) (any, error) {
+	if s.down.Load() {
+		return nil, &apiError{Code: http.StatusBadGateway, Description: "Bad Gateway"}
+	}
 	hang, fail := s.takeFaults(method)
 	if hang > 0 {
 		t := time.NewTimer(hang)

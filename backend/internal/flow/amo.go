@@ -42,7 +42,7 @@ func (f *Flow) updateLead(ctx context.Context, orderID string) error {
 	current, err := api.GetLead(ctx, o.LeadID, false)
 	if errors.Is(err, amocrm.ErrNotFound) {
 		f.log.Info("deal no longer in amoCRM, executor not written", "account_id", o.AccountID, "lead_id", o.LeadID)
-		return nil
+		return f.db.MarkLeadUpdated(ctx, o.ID)
 	}
 	if err != nil {
 		return err
@@ -52,6 +52,9 @@ func (f *Flow) updateLead(ctx context.Context, orderID string) error {
 			return err
 		}
 		f.log.Info("deal updated with the executor", "account_id", o.AccountID, "order_id", o.ID, "lead_id", o.LeadID)
+	}
+	if err := f.db.MarkLeadUpdated(ctx, o.ID); err != nil {
+		return err
 	}
 	if rule.FoundStageID == 0 {
 		return nil
@@ -100,16 +103,21 @@ func (f *Flow) addNote(ctx context.Context, orderID string) error {
 	}
 	marker := "[amoDispatch " + o.ID + "]"
 	notes, err := api.ListLeadNotes(ctx, o.LeadID)
+	if errors.Is(err, amocrm.ErrNotFound) {
+		return f.db.MarkNoted(ctx, o.ID) // the deal was deleted
+	}
 	if err != nil {
 		return err
 	}
 	for _, n := range notes {
 		if strings.Contains(n.Params.Text, marker) {
-			return nil
+			return f.db.MarkNoted(ctx, o.ID)
 		}
 	}
 	when := o.TakenAt.In(f.o.Location).Format("02.01.2006 15:04 MST")
 	text := i18n.T(s.Lang(a), "note.taken", orderview.ExecutorLabel(executorView(o)), o.ExecutorID, when) + " " + marker
-	_, err = api.AddLeadNote(ctx, o.LeadID, text)
-	return err
+	if _, err := api.AddLeadNote(ctx, o.LeadID, text); err != nil {
+		return err
+	}
+	return f.db.MarkNoted(ctx, o.ID)
 }

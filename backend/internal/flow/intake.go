@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
@@ -258,11 +258,9 @@ func (f *Flow) reconcile(ctx context.Context) error {
 			return err
 		}
 		if s.HasTriggers() {
-			params = append(params, river.InsertManyParams{Args: ReconcileAccountArgs{AccountID: a.ID},
-				// One pass per account at a time; a new one once it finished.
-				InsertOpts: &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-					rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-					rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}})
+			// One pass per account at a time; a new one once it finished.
+			once := onceLive()
+			params = append(params, river.InsertManyParams{Args: ReconcileAccountArgs{AccountID: a.ID}, InsertOpts: &once})
 		}
 	}
 	if len(params) == 0 {
@@ -292,6 +290,9 @@ func (f *Flow) reconcileAccount(ctx context.Context, accountID int64) error {
 	if err != nil {
 		return err
 	}
+	if err := f.resume(ctx, accountID); err != nil {
+		return err
+	}
 	leads, err := api.ListLeads(ctx, filter)
 	if err != nil {
 		return err
@@ -311,4 +312,46 @@ func (f *Flow) reconcileAccount(ctx context.Context, accountID int64) error {
 	}
 	_, err = f.river.InsertMany(ctx, params)
 	return err
+}
+
+// unfinishedWindow is how far back the reconciler looks for taken orders
+// whose write-back to amoCRM never finished.
+const unfinishedWindow = 30 * 24 * time.Hour
+
+// resume queues again the work of orders whose jobs gave up: a post or a
+// write-back cancelled while the account's tokens were revoked, or retried
+// past its last attempt in a long outage. The account works again when this
+// runs (its API was just obtained). A job still alive is not doubled; one
+// that finishes meanwhile makes its repeat a read that changes nothing.
+func (f *Flow) resume(ctx context.Context, accountID int64) error {
+	todo, err := f.db.UnfinishedOrders(ctx, accountID, time.Now().Add(-unfinishedWindow))
+	if err != nil || len(todo) == 0 {
+		return err
+	}
+	var params []river.InsertManyParams
+	for _, u := range todo {
+		if u.Post {
+			params = append(params, river.InsertManyParams{Args: PostOrderArgs{OrderID: u.OrderID}})
+		}
+		if u.UpdateLead {
+			params = append(params, river.InsertManyParams{Args: UpdateLeadArgs{OrderID: u.OrderID}})
+		}
+		if u.AddNote {
+			params = append(params, river.InsertManyParams{Args: AddNoteArgs{OrderID: u.OrderID}})
+		}
+	}
+	res, err := f.river.InsertMany(ctx, params)
+	if err != nil {
+		return fmt.Errorf("resume unfinished orders: %w", err)
+	}
+	queued := 0
+	for _, r := range res {
+		if !r.UniqueSkippedAsDuplicate {
+			queued++
+		}
+	}
+	if queued > 0 {
+		f.log.Info("reconciler resumed unfinished orders", "account_id", accountID, "jobs", queued)
+	}
+	return nil
 }

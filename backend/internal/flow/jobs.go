@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // Job arguments. Each names the record it acts on; the worker reloads the
@@ -35,6 +36,17 @@ type PostOrderArgs struct {
 
 func (PostOrderArgs) Kind() string { return "post_order" }
 
+// InsertOpts: the reconciler queues again what a job gave up on; a job
+// still queued or running is not doubled.
+func (PostOrderArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
+// onceLive makes a job unique among the jobs not finished yet.
+func onceLive() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}
+}
+
 type WithdrawPostArgs struct {
 	OrderID string `json:"order_id"`
 }
@@ -46,6 +58,19 @@ type EditTakenArgs struct {
 }
 
 func (EditTakenArgs) Kind() string { return "edit_taken" }
+
+// TidyCopyArgs names a second post of an order (see tidyCopy).
+type TidyCopyArgs struct {
+	OrderID   string `json:"order_id"`
+	MessageID int    `json:"message_id"`
+}
+
+func (TidyCopyArgs) Kind() string { return "tidy_copy" }
+
+// InsertOpts: every press on the copy asks for the same edit.
+func (TidyCopyArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
 
 type SendContactArgs struct {
 	RevealID   string `json:"reveal_id"`
@@ -67,11 +92,15 @@ type UpdateLeadArgs struct {
 
 func (UpdateLeadArgs) Kind() string { return "amo_update_lead" }
 
+func (UpdateLeadArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
 type AddNoteArgs struct {
 	OrderID string `json:"order_id"`
 }
 
 func (AddNoteArgs) Kind() string { return "amo_add_note" }
+
+func (AddNoteArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 type ReconcileArgs struct{}
 
@@ -98,6 +127,9 @@ func (f *Flow) register(w *river.Workers) {
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EditTakenArgs]) error {
 		return outcome(f.editTaken(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[TidyCopyArgs]) error {
+		return outcome(f.tidyCopy(ctx, j.Args))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[SendContactArgs]) error {
 		return outcome(f.sendContact(ctx, j.Args))

@@ -149,6 +149,10 @@ func (f *Flow) withdrawPost(ctx context.Context, orderID string) error {
 	if err != nil || o.MessageID == 0 {
 		return err // not posted yet: postOrder will see the withdrawal
 	}
+	return f.editWithdrawn(ctx, o)
+}
+
+func (f *Flow) editWithdrawn(ctx context.Context, o dispatch.Order) error {
 	a, s, err := f.accountSettings(ctx, o.AccountID)
 	if err != nil {
 		return err
@@ -169,6 +173,10 @@ func (f *Flow) editTaken(ctx context.Context, orderID string) error {
 	if o.Status != dispatch.OrderTaken || o.MessageID == 0 {
 		return nil
 	}
+	return f.editTakenPost(ctx, o)
+}
+
+func (f *Flow) editTakenPost(ctx context.Context, o dispatch.Order) error {
 	_, lead, view, err := f.orderContext(ctx, o, false)
 	var text string
 	switch {
@@ -181,6 +189,29 @@ func (f *Flow) editTaken(ctx context.Context, orderID string) error {
 		return err
 	}
 	return f.editPost(ctx, o, text)
+}
+
+// tidyCopy brings a second post of an order up to date: a sendMessage that
+// timed out after Telegram had carried it out leaves a copy whose buttons
+// still work on the same order. The first press on it names it, and once the
+// order is decided the copy shows the outcome too.
+func (f *Flow) tidyCopy(ctx context.Context, args TidyCopyArgs) error {
+	if f.o.Bot == nil {
+		return errNoBot
+	}
+	o, err := f.db.OrderByID(ctx, args.OrderID)
+	if err != nil || o.MessageID == args.MessageID {
+		return err // the recorded post has its own edits
+	}
+	o.MessageID = args.MessageID
+	switch o.Status {
+	case dispatch.OrderTaken:
+		return f.editTakenPost(ctx, o)
+	case dispatch.OrderOpen, dispatch.OrderPosting:
+		return nil // the copy's buttons act on the open order like the post's
+	default:
+		return f.editWithdrawn(ctx, o)
+	}
 }
 
 func (f *Flow) editPost(ctx context.Context, o dispatch.Order, text string) error {

@@ -44,6 +44,9 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 			return err
 		}
 		jobs := []river.JobArgs{EditTakenArgs{OrderID: o.ID}, UpdateLeadArgs{OrderID: o.ID}, AddNoteArgs{OrderID: o.ID}}
+		if messageID != 0 && messageID != o.MessageID {
+			jobs = append(jobs, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
+		}
 		if reachable {
 			jobs = append(jobs, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
 		} else {
@@ -51,11 +54,31 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		}
 		return f.enqueue(ctx, tx, jobs...)
 	})
+	if errors.Is(err, dispatch.ErrAlreadyTaken) || errors.Is(err, dispatch.ErrOrderClosed) {
+		f.tidyIfCopy(ctx, res.Order, messageID)
+	}
 	if err != nil {
 		return res, err
 	}
 	f.log.Info("order taken", "account_id", res.Order.AccountID, "order_id", orderID, "chat_id", chatID, "executor_id", user.TelegramID)
 	return res, nil
+}
+
+// tidyIfCopy queues the edit of a pressed post that is not the order's
+// recorded one, once the order is decided. Best effort: the next press on the
+// copy asks again.
+func (f *Flow) tidyIfCopy(ctx context.Context, o dispatch.Order, messageID int) {
+	if o.ID == "" || messageID == 0 || messageID == o.MessageID {
+		return
+	}
+	err := f.db.InTx(ctx, func(tx *store.Tx) error {
+		return f.enqueue(ctx, tx, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
+	})
+	if err != nil {
+		f.log.Warn("could not queue the edit of a second post", "order_id", o.ID, "message_id", messageID, "err", err)
+		return
+	}
+	f.log.Info("a second post of the order was pressed", "account_id", o.AccountID, "order_id", o.ID, "chat_id", o.ChatID, "message_id", messageID)
 }
 
 // RequestContact handles "Get client phone": the contact goes privately to
@@ -71,6 +94,9 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 		if o, err = f.db.ConfirmPosted(ctx, chatID, orderID, messageID); err != nil {
 			return telegram.ContactResult{}, err
 		}
+	}
+	if o.Status != dispatch.OrderOpen {
+		f.tidyIfCopy(ctx, o, messageID)
 	}
 	switch {
 	case o.Status == dispatch.OrderTaken && o.ExecutorID != user.TelegramID:

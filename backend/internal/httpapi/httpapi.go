@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -57,6 +58,7 @@ func New(d Deps) *fiber.App {
 		ErrorHandler:          errorHandler(d.Log),
 	})
 	h := &handlers{d: d}
+	app.Use(identityBodiesOnly)
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", h.ready)
 	app.Get("/oauth/amocrm/install", h.installStart)
@@ -71,6 +73,25 @@ func New(d Deps) *fiber.App {
 }
 
 type handlers struct{ d Deps }
+
+// identityBodiesOnly refuses compressed request bodies. fiber's c.Body()
+// inflates a Content-Encoding body with no limit, so a 1 MiB gzip (BodyLimit
+// counts the wire bytes) would become a gigabyte in memory; amoCRM, Telegram
+// and the widget never compress what they send.
+func identityBodiesOnly(c *fiber.Ctx) error {
+	var coded bool
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		if strings.EqualFold(string(k), fiber.HeaderContentEncoding) {
+			if enc := strings.TrimSpace(string(v)); enc != "" && !strings.EqualFold(enc, "identity") {
+				coded = true
+			}
+		}
+	})
+	if coded {
+		return fiber.NewError(fiber.StatusUnsupportedMediaType, "compressed request bodies are not accepted")
+	}
+	return c.Next()
+}
 
 func (h *handlers) ready(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)

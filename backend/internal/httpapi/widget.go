@@ -26,8 +26,16 @@ type WidgetAPI interface {
 
 const localAccount = "account"
 
+// MaxWidgetBody bounds the widget's request bodies. The largest is a whole
+// account's settings, a few KiB even with hundreds of executors mapped; the
+// server-wide limit is sized for amoCRM webhooks, and settings are read back
+// on every order, so a 1 MiB blob must not get stored.
+const MaxWidgetBody = 64 << 10
+
 func (h *handlers) widgetRoutes(app *fiber.App) {
-	g := app.Group("/api/widget", h.widgetCORS, h.widgetAuth)
+	// CORS first, so a browser can read the 413; the limit before the token
+	// check, so an oversized body costs no database lookup.
+	g := app.Group("/api/widget", h.widgetCORS, limitBody(MaxWidgetBody), h.widgetAuth)
 	g.Get("/state", func(c *fiber.Ctx) error {
 		st, err := h.d.Widget.State(c.UserContext(), account(c))
 		if err != nil {
@@ -97,6 +105,17 @@ func leadParam(c *fiber.Ctx) (int64, error) {
 		return 0, dispatch.Invalid("deal id must be a positive integer")
 	}
 	return id, nil
+}
+
+// limitBody refuses bodies over n bytes (fasthttp has read them, up to the
+// server-wide BodyLimit, before any handler runs).
+func limitBody(n int) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if len(c.Request().Body()) > n {
+			return fiber.ErrRequestEntityTooLarge
+		}
+		return c.Next()
+	}
 }
 
 func account(c *fiber.Ctx) dispatch.Account { return c.Locals(localAccount).(dispatch.Account) }

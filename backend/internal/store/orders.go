@@ -31,6 +31,8 @@ type orderRow struct {
 	ExecutorUsername string
 	TakenAt          *time.Time
 	FailReason       string
+	LeadUpdatedAt    *time.Time
+	NotedAt          *time.Time
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }
@@ -220,6 +222,47 @@ func (tx *Tx) CloseOrder(accountID, leadID int64) (dispatch.Order, bool, error) 
 		return dispatch.Order{}, false, translate(res.Error, "close order")
 	}
 	return r.toOrder(), res.RowsAffected == 1, nil
+}
+
+// MarkLeadUpdated records that the deal carries the order's executor.
+func (db *DB) MarkLeadUpdated(ctx context.Context, id string) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND lead_updated_at IS NULL", id).
+		Update("lead_updated_at", db.utcNow()).Error
+	return translate(err, "mark lead updated")
+}
+
+// MarkNoted records that the deal carries the order's note.
+func (db *DB) MarkNoted(ctx context.Context, id string) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND noted_at IS NULL", id).
+		Update("noted_at", db.utcNow()).Error
+	return translate(err, "mark noted")
+}
+
+// Unfinished is an order with work left that its jobs should have done.
+type Unfinished struct {
+	OrderID                   string
+	Post, UpdateLead, AddNote bool
+}
+
+// UnfinishedOrders lists an account's orders still posting, and its orders
+// taken since `since` whose write-back to amoCRM did not finish.
+func (db *DB) UnfinishedOrders(ctx context.Context, accountID int64, since time.Time) ([]Unfinished, error) {
+	var rows []orderRow
+	err := db.gorm.WithContext(ctx).
+		Where("account_id = ? AND ((status = ? AND active) OR "+
+			"(status = ? AND taken_at > ? AND (lead_updated_at IS NULL OR noted_at IS NULL)))",
+			accountID, dispatch.OrderPosting, dispatch.OrderTaken, since.UTC()).
+		Order("created_at").Limit(500).Find(&rows).Error
+	if err != nil {
+		return nil, translate(err, "unfinished orders")
+	}
+	out := make([]Unfinished, len(rows))
+	for i, r := range rows {
+		out[i] = Unfinished{OrderID: r.ID, Post: r.Status == string(dispatch.OrderPosting),
+			UpdateLead: r.Status == string(dispatch.OrderTaken) && r.LeadUpdatedAt == nil,
+			AddNote:    r.Status == string(dispatch.OrderTaken) && r.NotedAt == nil}
+	}
+	return out, nil
 }
 
 // FailOrder marks an order that cannot be posted.

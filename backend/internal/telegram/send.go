@@ -91,11 +91,9 @@ func keyboard(rows [][]Button) models.ReplyMarkup {
 	return &models.InlineKeyboardMarkup{InlineKeyboard: kb}
 }
 
-const callTimeout = 15 * time.Second
-
 // SendHTML posts an HTML message, with an optional inline keyboard.
 func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return 0, err
@@ -114,7 +112,7 @@ func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]
 // EditHTML replaces a message's text and removes its keyboard. An identical
 // edit ("message is not modified") counts as success.
 func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return err

@@ -57,6 +57,8 @@ type Options struct {
 	Logger     *slog.Logger
 	// PollTimeout is getUpdates' long-poll timeout (default 25s).
 	PollTimeout time.Duration
+	// CallTimeout bounds one sending call (default 15s).
+	CallTimeout time.Duration
 }
 
 // Bot receives, stores and processes updates and sends messages.
@@ -79,6 +81,9 @@ func New(o Options) (*Bot, error) {
 	}
 	if o.PollTimeout == 0 {
 		o.PollTimeout = 25 * time.Second
+	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = 15 * time.Second
 	}
 	api, err := tgbot.New(o.Token,
 		tgbot.WithServerURL(o.APIURL),
