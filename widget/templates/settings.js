@@ -103,7 +103,8 @@ define([], function () {
         for (var j = 0; j < (st.users || []).length; j++) {
           opts += option(st.users[j].id, st.users[j].name, String(cur) === String(st.users[j].id));
         }
-        h += '<tr><td>' + esc(x.name) + (x.username ? ' <span class="amodispatch-muted">@' + esc(x.username) + '</span>' : '') + '</td>' +
+        // An executor only mapped, who never worked on this account's orders, comes by id alone.
+        h += '<tr><td>' + esc(x.name || ('ID ' + x.telegram_id)) + (x.username ? ' <span class="amodispatch-muted">@' + esc(x.username) + '</span>' : '') + '</td>' +
           '<td><select class="amodispatch-select amodispatch-executor-user" data-telegram-id="' + esc(x.telegram_id) + '">' + opts + '</select></td></tr>';
       }
       return h + '</table></section>';

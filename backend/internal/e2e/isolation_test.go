@@ -341,6 +341,20 @@ func TestWidgetTenantIsolation(t *testing.T) {
 				t.Errorf("A's settings hold B's id %s: %+v", id, aSettings)
 			}
 		}
+
+		// A may map any Telegram id to its own amoCRM user (executors are
+		// mapped before they ever press), but that does not reveal who B's
+		// courier is.
+		if s, raw := widgetRaw(t, b, "PUT", "/api/widget/settings", tokA,
+			fmt.Sprintf(`{"executor_users":{"%d":%d}}`, courier.ID, ta.amoUser)); s != 200 {
+			t.Fatalf("mapping an id in A's own settings: HTTP %d: %s", s, raw)
+		}
+		_, raw := widgetRaw(t, b, "GET", "/api/widget/state", tokA, "")
+		for _, v := range []string{courier.FirstName, courier.LastName, courier.Username} {
+			if bytes.Contains(raw, []byte(v)) {
+				t.Errorf("mapping B's courier's id showed A the courier's %q: %s", v, raw)
+			}
+		}
 	})
 }
 

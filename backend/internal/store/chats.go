@@ -197,21 +197,35 @@ func (db *DB) SetExecutorBlocked(ctx context.Context, telegramID int64, blocked 
 }
 
 // AccountExecutors lists the Telegram users who took part in an account's
-// orders (pressed a button, asked for a contact, took one), or are mapped.
+// orders (asked for a contact, took one), then the ones only mapped to an
+// amoCRM user, by id alone: an account can map any id, and must not read
+// the name of anyone who ever wrote to the bot that way.
 func (db *DB) AccountExecutors(ctx context.Context, accountID int64) ([]dispatch.Executor, error) {
 	var rows []executorRow
 	err := db.gorm.WithContext(ctx).
 		Where(`telegram_id IN (SELECT telegram_id FROM contact_reveals WHERE account_id = ?)
-		    OR telegram_id IN (SELECT executor_id FROM orders WHERE account_id = ?)
-		    OR telegram_id IN (SELECT telegram_id FROM executor_users WHERE account_id = ?)`, accountID, accountID, accountID).
+		    OR telegram_id IN (SELECT executor_id FROM orders WHERE account_id = ?)`, accountID, accountID).
 		Order("first_name, telegram_id").Find(&rows).Error
 	if err != nil {
 		return nil, translate(err, "account executors")
 	}
-	out := make([]dispatch.Executor, len(rows))
-	for i, r := range rows {
-		out[i] = dispatch.Executor{TelegramID: r.TelegramID, FirstName: r.FirstName, LastName: r.LastName, Username: r.Username,
-			LanguageCode: r.LanguageCode, Started: r.Started, Blocked: r.Blocked}
+	var mapped []int64
+	err = db.gorm.WithContext(ctx).Table("executor_users").Where("account_id = ?", accountID).
+		Order("telegram_id").Pluck("telegram_id", &mapped).Error
+	if err != nil {
+		return nil, translate(err, "mapped executors")
+	}
+	out := make([]dispatch.Executor, 0, len(rows)+len(mapped))
+	known := make(map[int64]bool, len(rows))
+	for _, r := range rows {
+		known[r.TelegramID] = true
+		out = append(out, dispatch.Executor{TelegramID: r.TelegramID, FirstName: r.FirstName, LastName: r.LastName, Username: r.Username,
+			LanguageCode: r.LanguageCode, Started: r.Started, Blocked: r.Blocked})
+	}
+	for _, id := range mapped {
+		if !known[id] {
+			out = append(out, dispatch.Executor{TelegramID: id})
+		}
 	}
 	return out, nil
 }
