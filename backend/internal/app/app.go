@@ -206,7 +206,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		log.Warn("amoCRM is not configured (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET): installs are refused until it is")
 	}
 	svc := service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
-		StateKey: derive(keys[0], "oauth-state")}, db, amo, log, nil)
+		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, nil)
 
 	a := &App{cfg: cfg, log: log, db: db, svc: svc}
 	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log}
@@ -222,9 +222,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		}
 		deps.Telegram = a.bot
 		if cfg.TelegramMode == config.ModeWebhook {
-			deps.TelegramSecret = cfg.TelegramWebhookSecret
-			if deps.TelegramSecret == "" {
-				deps.TelegramSecret = hex.EncodeToString(derive(keys[0], "telegram-webhook:"+cfg.TelegramBotToken))[:48]
+			// The first is set with setWebhook; the others are what replicas
+			// not yet rotated may have set.
+			deps.TelegramSecrets = []string{cfg.TelegramWebhookSecret}
+			if cfg.TelegramWebhookSecret == "" {
+				deps.TelegramSecrets = nil
+				for _, k := range deriveAll(keys, "telegram-webhook:"+cfg.TelegramBotToken) {
+					deps.TelegramSecrets = append(deps.TelegramSecrets, hex.EncodeToString(k)[:48])
+				}
 			}
 		}
 	} else {
@@ -274,7 +279,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		db.Close()
 		return nil, err
 	}
-	a.startWorkers(wctx, deps.TelegramSecret)
+	secret := ""
+	if len(deps.TelegramSecrets) > 0 {
+		secret = deps.TelegramSecrets[0]
+	}
+	a.startWorkers(wctx, secret)
 	return a, nil
 }
 
@@ -372,6 +381,15 @@ func derive(key []byte, purpose string) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(purpose))
 	return mac.Sum(nil)
+}
+
+// deriveAll derives purpose's key from each encryption key, the current first.
+func deriveAll(keys [][]byte, purpose string) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = derive(k, purpose)
+	}
+	return out
 }
 
 // Routes lists the HTTP routes the server answers, middleware excluded; tests

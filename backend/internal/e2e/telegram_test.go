@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -98,6 +99,44 @@ func TestPolledUpdatesSurviveARestart(t *testing.T) {
 		eventually(t, "confirmation after restart", func() bool { return len(botTexts(e, group.ID)) >= 1 })
 		if got := botTexts(e, group.ID); len(got) != 1 {
 			t.Fatalf("confirmations after restart: %q", got)
+		}
+	})
+}
+
+// TestKeyRotationKeepsDoorsOpen: the OAuth state and the derived Telegram
+// webhook secret follow ENCRYPTION_KEY. A replica already on "new,old" still
+// accepts what one on "old" handed out (an install begun there, Telegram
+// calling with the secret it set), so a rolling key rotation drops nothing.
+func TestKeyRotationKeepsDoorsOpen(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind)
+		acc, _ := addAccounts(e)
+		old := e.start(telegramWebhookMode)
+		eventually(t, "setWebhook by the old replica", func() bool { return len(e.tg.Calls("setWebhook")) == 1 })
+		oldSecret := e.tg.Calls("setWebhook")[0].String("secret_token")
+		state := old.Service().State()
+		old.stop(t)
+
+		newKey := "CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=" // 32 bytes of 8
+		rotated := e.start(telegramWebhookMode, func(v map[string]string) { v["ENCRYPTION_KEY"] = newKey + "," + encKey })
+		eventually(t, "setWebhook by the rotated replica", func() bool { return len(e.tg.Calls("setWebhook")) == 2 })
+		newSecret := e.tg.Calls("setWebhook")[1].String("secret_token")
+		if newSecret == oldSecret {
+			t.Fatal("the derived webhook secret did not follow the new key")
+		}
+
+		in := e.amo.IssueInstall(acc.ID, state)
+		if s, body := get(t, rotated.URL+"/oauth/amocrm/callback?"+in.Query.Encode()); s != 200 {
+			t.Fatalf("install begun before the rotation: HTTP %d: %s", s, body)
+		}
+		for i, tc := range []struct {
+			secret string
+			want   int
+		}{{oldSecret, 200}, {newSecret, 200}, {strings.Repeat("x", len(newSecret)), 401}} {
+			update := fmt.Sprintf(`{"update_id":%d,"message":{"message_id":1,"date":1700000000,"chat":{"id":4242,"type":"private","first_name":"Anna"},"from":{"id":4242,"is_bot":false,"first_name":"Anna"},"text":"hi"}}`, 910000000+i)
+			if s, body := post(t, rotated.URL+"/telegram/webhook", "application/json", update, "X-Telegram-Bot-Api-Secret-Token", tc.secret); s != tc.want {
+				t.Errorf("secret #%d: HTTP %d (%s), want %d", i, s, body, tc.want)
+			}
 		}
 	})
 }

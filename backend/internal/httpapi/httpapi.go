@@ -36,7 +36,9 @@ type Telegram interface {
 type Deps struct {
 	Installer      Installer
 	Telegram       Telegram
-	TelegramSecret string    // X-Telegram-Bot-Api-Secret-Token expected in webhook mode
+	// TelegramSecrets are the X-Telegram-Bot-Api-Secret-Token values
+	// accepted in webhook mode (during a key rotation, replicas set different ones).
+	TelegramSecrets []string
 	Widget         WidgetAPI // nil when amoCRM is not configured
 	Ready          func(ctx context.Context) error
 	AmoClientID    string
@@ -127,11 +129,15 @@ func (h *handlers) amoWebhook(c *fiber.Ctx) error {
 }
 
 func (h *handlers) telegramWebhook(c *fiber.Ctx) error {
-	if h.d.Telegram == nil || h.d.TelegramSecret == "" {
+	if h.d.Telegram == nil || len(h.d.TelegramSecrets) == 0 {
 		return dispatch.ErrNotConfigured
 	}
 	got := c.Get("X-Telegram-Bot-Api-Secret-Token")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(h.d.TelegramSecret)) != 1 {
+	match := 0
+	for _, want := range h.d.TelegramSecrets {
+		match |= subtle.ConstantTimeCompare([]byte(got), []byte(want))
+	}
+	if got == "" || match != 1 {
 		return dispatch.ErrUnauthorized
 	}
 	body := append([]byte(nil), c.Body()...)

@@ -29,8 +29,10 @@ type Config struct {
 	PublicURL    string
 	ClientID     string
 	ClientSecret string
-	// StateKey signs the OAuth state of installs started from our own page.
-	StateKey []byte
+	// StateKeys sign the OAuth state of installs started from our own page:
+	// the first signs, any verifies, so an install begun before a key
+	// rotation still completes on a replica already rotated.
+	StateKeys [][]byte
 }
 
 // Service is safe for concurrent use.
@@ -275,7 +277,11 @@ func (s *Service) checkState(state string) error {
 	if len(parts) != 4 || parts[0] != "ad1" {
 		return dispatch.Invalid("unknown state")
 	}
-	if !hmac.Equal([]byte(parts[3]), []byte(s.sign(parts[1]+"."+parts[2]))) {
+	signed := false
+	for _, k := range s.cfg.StateKeys {
+		signed = signed || hmac.Equal([]byte(parts[3]), []byte(signWith(k, parts[1]+"."+parts[2])))
+	}
+	if !signed {
 		return dispatch.Invalid("state signature does not match")
 	}
 	exp, err := strconv.ParseInt(parts[2], 10, 64)
@@ -285,8 +291,10 @@ func (s *Service) checkState(state string) error {
 	return nil
 }
 
-func (s *Service) sign(v string) string {
-	mac := hmac.New(sha256.New, s.cfg.StateKey)
+func (s *Service) sign(v string) string { return signWith(s.cfg.StateKeys[0], v) }
+
+func signWith(key []byte, v string) string {
+	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(v))
 	return hex.EncodeToString(mac.Sum(nil))[:32]
 }
