@@ -34,15 +34,15 @@ type Telegram interface {
 // Deps are the app's collaborators; Telegram and Installer may be nil when
 // not configured.
 type Deps struct {
-	Installer      Installer
-	Telegram       Telegram
+	Installer Installer
+	Telegram  Telegram
 	// TelegramSecrets are the X-Telegram-Bot-Api-Secret-Token values
 	// accepted in webhook mode (during a key rotation, replicas set different ones).
 	TelegramSecrets []string
-	Widget         WidgetAPI // nil when amoCRM is not configured
-	Ready          func(ctx context.Context) error
-	AmoClientID    string
-	Log            *slog.Logger
+	Widget          WidgetAPI // nil when amoCRM is not configured
+	Ready           func(ctx context.Context) error
+	AmoClientID     string
+	Log             *slog.Logger
 }
 
 // New builds the fiber app that main serves and tests drive.
