@@ -247,7 +247,9 @@ func TestCrashExactlyOnce(t *testing.T) {
 		cur := e.startProc(t, "dispatcher#0", vars)
 		proxy.set(cur)
 
-		const accounts, pipesPer, dealsPerPipe = 2, 4, 12 // 96 deals in 8 groups
+		// 192 deals in 12 groups: 16 posts and 4 "taken" edits a group stay
+		// within Telegram's 20 messages a minute per group.
+		const accounts, pipesPer, dealsPerPipe = 3, 4, 16
 		var tenants []*procTenant
 		for a := 0; a < accounts; a++ {
 			tenants = append(tenants, setupProcTenant(t, e, db, int64(51000000+a*1000000), fmt.Sprintf("crash%d", a), pipesPer))
@@ -266,7 +268,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 				}
 			}
 		}
-		// About a third are taken: 4 of every group's 12.
+		// A quarter are taken: 4 of every group's 16.
 		for i, d := range deals {
 			d.take = i%dealsPerPipe < 4
 		}
