@@ -134,18 +134,19 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		MaxAttempts: 100,
 		RetryPolicy: cappedBackoff{},
 		// Inserts wake this process's workers at once (LISTEN/NOTIFY on
-		// PostgreSQL, River's notification table on SQLite); the poll only
-		// backs that up.
+		// PostgreSQL, River's notification table on SQLite), but River
+		// sends at most one insert notification per queue per FetchCooldown:
+		// a job queued by a job just woken (webhook → dispatch → post) often
+		// falls in that window and waits for the poll. A 50 ms poll, one
+		// cheap query, bounds that wait; at 500 ms it was most of a post's
+		// latency.
 		FetchCooldown:     5 * time.Millisecond,
-		FetchPollInterval: 500 * time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(o.ReconcileInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "reconcile", RunOnStart: true}),
 		},
-	}
-	if db := o.DB; db.Dialect() == store.SQLite {
-		cfg.FetchPollInterval = 50 * time.Millisecond
 	}
 	client, err := river.NewClient(driverFor(o.DB, f.pgPool), cfg)
 	if err != nil {
