@@ -27,7 +27,7 @@ import (
 // has read everything sent when it refuses, so it closes cleanly instead of
 // resetting the connection under its answer (Go's client, still writing,
 // would report the reset, not the 413); a server that waits for the rest
-// fails the test. announceOversized is the unchunked POST form case of this.
+// fails the test.
 func sendOversized(t testing.TB, method, rawURL, body string, chunked bool, headers ...string) int {
 	t.Helper()
 	u, _ := url.Parse(rawURL)

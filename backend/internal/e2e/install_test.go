@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -282,7 +279,7 @@ func TestInstallRejectsBadInput(t *testing.T) {
 		if s, _ := post(t, hook, "application/x-www-form-urlencoded", "account%5Bid%5D=31000002"); s != 400 {
 			t.Errorf("body of another account: %d", s)
 		}
-		if s := announceOversized(t, hook, 2<<20); s != 413 {
+		if s := sendOversized(t, "POST", hook, strings.Repeat("x", 2<<20), false, "Content-Type", "application/x-www-form-urlencoded"); s != 413 {
 			t.Errorf("oversized body: %d", s)
 		}
 		if n, _ := b.Flow().EventsReceived(ctx, accA.ID); n != 0 {
@@ -351,24 +348,4 @@ func botTexts(e *env, chatID int64) []string {
 		}
 	}
 	return out
-}
-
-// announceOversized sends only the headers of a request whose Content-Length
-// exceeds the limit and returns the status the server answers without
-// waiting for the body (Go's client would report the reset, not the 413).
-func announceOversized(t testing.TB, rawURL string, size int) int {
-	t.Helper()
-	u, _ := url.Parse(rawURL)
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", u.RequestURI(), u.Host, size)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }
