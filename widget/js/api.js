@@ -18,6 +18,8 @@ define(['jquery'], function ($) {
       // The backend answers 401 to a token it cannot place and 404 to an
       // account that has not installed (or has removed) the integration.
       if (xhr.status === 401 || xhr.status === 404) { return t('ui.errors.not_installed'); }
+      // 410: amoCRM revoked the account's tokens; a reinstall brings it back.
+      if (xhr.status === 410) { return t('ui.errors.revoked'); }
       if (xhr.status === 400 || xhr.status === 422) { return t('ui.errors.invalid', { error: err || xhr.status }); }
       return t('ui.errors.server', { error: err || xhr.status });
     }

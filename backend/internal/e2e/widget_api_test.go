@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
 )
 
@@ -204,6 +205,16 @@ func TestWidgetAPI(t *testing.T) {
 		}
 		if s, _, h := widgetCall(t, b, "GET", "/api/widget/state", tokA, "", "Origin", "https://delta.amocrm.ru"); s != 200 || h.Get("Access-Control-Allow-Origin") != "https://delta.amocrm.ru" {
 			t.Fatalf("A's token from A's page: %d", s)
+		}
+
+		// amoCRM revoked A's tokens: A's page may still read the answer,
+		// 410, which the widget turns into "install again".
+		if err := b.Store().SetAccountStatus(ctx, ta.acc.ID, dispatch.AccountRevoked); err != nil {
+			t.Fatal(err)
+		}
+		s, out, h = widgetCall(t, b, "GET", "/api/widget/state", tokA, "", "Origin", "https://delta.amocrm.ru")
+		if s != 410 || h.Get("Access-Control-Allow-Origin") != "https://delta.amocrm.ru" || out["error"] == nil {
+			t.Fatalf("revoked account from its own page: %d %v %v", s, out, h)
 		}
 	})
 }

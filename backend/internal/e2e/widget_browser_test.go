@@ -240,6 +240,16 @@ func TestWidgetBrowserErrors(t *testing.T) {
 		br.run(t, chromedp.Navigate(page.url("lcard", "ru", 123, "Сделка")))
 		br.waitText(t, card+" .amodispatch-error", "Аккаунт не подключён к amoDispatch")
 
+		// amoCRM revoked the tokens: the panel says to reinstall, not "unreachable".
+		revoked := e.amo.AddAccount(fakeamocrm.AccountSpec{ID: 69100000, Subdomain: "revoked", Name: "Revoked LLC"})
+		install(t, e, b, revoked.ID)
+		if err := b.Store().SetAccountStatus(context.Background(), revoked.ID, dispatch.AccountRevoked); err != nil {
+			t.Fatal(err)
+		}
+		gone := newWidgetPage(t, e, b, revoked, 69100001)
+		br.run(t, chromedp.Navigate(gone.url("lcard", "ru", 123, "Сделка")))
+		br.waitText(t, card+" .amodispatch-error", "отозвал у amoDispatch доступ")
+
 		down := newWidgetPage(t, e, b, ghost, 69000001)
 		down.apiBase = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 		br.run(t, chromedp.Navigate(down.url("advanced_settings", "en", 0, "")))

@@ -252,11 +252,12 @@ func (db *DB) FinishSetup(ctx context.Context, accountID, executorFieldID int64,
 	return translate(err, "finish setup")
 }
 
-// AccountByDomain finds an active account by its amoCRM host, e.g. to allow
-// a CORS preflight from that account's pages.
+// AccountByDomain finds an installed account by its amoCRM host, for CORS:
+// an active one, or one whose tokens amoCRM revoked, so that its widget can
+// read the API's answer that the integration must be installed again.
 func (db *DB) AccountByDomain(ctx context.Context, domain string) (dispatch.Account, error) {
 	var r accountRow
-	err := db.gorm.WithContext(ctx).Where("domain = ? AND status = ?", domain, dispatch.AccountActive).Take(&r).Error
+	err := db.gorm.WithContext(ctx).Where("domain = ? AND status IN ?", domain, []dispatch.AccountStatus{dispatch.AccountActive, dispatch.AccountRevoked}).Take(&r).Error
 	if err != nil {
 		return dispatch.Account{}, translate(err, "account by domain")
 	}
