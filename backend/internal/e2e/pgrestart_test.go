@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
 )
@@ -20,10 +21,10 @@ import (
 // pgCluster is a PostgreSQL instance of the test's own, so that it can be
 // stopped and started without disturbing the shared server other tests use.
 type pgCluster struct {
-	t         testing.TB
-	bin, dir  string
-	port      int
-	asPostgre bool // run the server tools as the postgres user (root may not)
+	t          testing.TB
+	bin, dir   string
+	port       int
+	asPostgres bool // run the server tools as the postgres user (root may not)
 }
 
 // newPGCluster initialises a cluster in a fresh directory and starts it. The
@@ -44,8 +45,8 @@ func newPGCluster(t testing.TB) *pgCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &pgCluster{t: t, bin: bin, dir: filepath.Join(dir, "data"), port: freePort(t), asPostgre: os.Geteuid() == 0}
-	if c.asPostgre {
+	c := &pgCluster{t: t, bin: bin, dir: filepath.Join(dir, "data"), port: freePort(t), asPostgres: os.Geteuid() == 0}
+	if c.asPostgres {
 		pg, err := user.Lookup("postgres")
 		if err != nil {
 			t.Fatalf("running as root, and there is no postgres user to run the server as: %v", err)
@@ -82,7 +83,7 @@ func pgBinDir() string {
 func (c *pgCluster) run(tool string, args ...string) string {
 	c.t.Helper()
 	name := filepath.Join(c.bin, tool)
-	if c.asPostgre {
+	if c.asPostgres {
 		args = append([]string{"-u", "postgres", "--", name}, args...)
 		name = "runuser"
 	}
@@ -115,26 +116,37 @@ func (c *pgCluster) url() string {
 }
 
 // TestPostgresRestart: the database goes away for a while under a running
-// backend. /readyz says so, nothing answered with 2xx is lost, and once the
-// database is back the backend carries on without a restart of its own: the
-// press made during the outage takes the order, the deal whose webhook was
-// refused is posted by the reconciler, and every write happens once.
+// dispatcher binary. /readyz says so, nothing answered with 2xx is lost, and
+// once the database is back the process carries on without a restart of its
+// own: the press made during the outage takes the order, the deal whose
+// webhook was refused is posted by the reconciler, and every write happens
+// once.
 func TestPostgresRestart(t *testing.T) {
 	pg := newPGCluster(t)
 	ctx := context.Background()
 	e := newEnv(t, "postgres", withDatabaseURL(pg.url()), withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
-	b := e.start(func(v map[string]string) { v["RECONCILE_INTERVAL"] = "10s" })
-	tn := newTenant(t, e, b, 49200000, "pgrestart", "ru", 9200)
+	proxy := e.newProxy(t)
+	p := e.startProc(t, "dispatcher", map[string]string{"RECONCILE_INTERVAL": "10s"})
+	proxy.set(p)
+	db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
+	tn := setupProcTenant(t, e, db, 49200000, "pgrestart", 1)
+	pp := tn.pipes[0]
+	posted := func(leadID int64) (dispatch.Order, bool) {
+		o, err := db.ActiveOrder(ctx, tn.acc.ID, leadID)
+		return o, err == nil && o.MessageID != 0
+	}
 
-	l1 := tn.newLead(t, e, "До перезапуска базы")
-	tn.toSearch(t, e, l1.ID)
-	o1 := tn.postedOrder(t, b, l1.ID)
-	post1, _ := e.tg.Message(tn.group.ID, o1.MessageID)
-	waitJobsIdle(t, b)
+	l1 := tn.newLead(t, e, pp, "До перезапуска базы")
+	if err := e.amo.MoveLead(tn.acc.ID, l1.ID, pp.search); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "post 1 recorded", func() bool { _, ok := posted(l1.ID); return ok })
+	o1, _ := posted(l1.ID)
+	post1, _ := e.tg.Message(pp.group.ID, o1.MessageID)
 
 	pg.stop()
 	readyz := func() int {
-		resp, err := http.Get(b.URL + "/readyz")
+		resp, err := http.Get(p.URL + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +154,7 @@ func TestPostgresRestart(t *testing.T) {
 		return resp.StatusCode
 	}
 	eventually(t, "/readyz not ready", func() bool { return readyz() == http.StatusServiceUnavailable })
-	if code, _ := get(t, b.URL+"/healthz"); code != http.StatusOK {
+	if code, _ := get(t, p.URL+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz = %d while the database is down: the process itself is alive", code)
 	}
 
@@ -150,12 +162,14 @@ func TestPostgresRestart(t *testing.T) {
 	// until the backend stores it) and a deal moves to the search stage (the
 	// webhook cannot be stored, so it is refused, not acknowledged).
 	taker := e.tg.AddUser("Во время сбоя", "", "outage_taker")
-	q, err := e.tg.PressButton(tn.group.ID, post1.MessageID, taker.ID, buttonsOf(t, post1)[1].CallbackData)
+	q, err := e.tg.PressButton(pp.group.ID, post1.MessageID, taker.ID, buttonsOf(t, post1)[1].CallbackData)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2 := tn.newLead(t, e, "Во время сбоя базы")
-	tn.toSearch(t, e, l2.ID)
+	l2 := tn.newLead(t, e, pp, "Во время сбоя базы")
+	if err := e.amo.MoveLead(tn.acc.ID, l2.ID, pp.search); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the webhook refused", func() bool {
 		for _, d := range e.amo.Deliveries(tn.acc.ID) {
 			if d.LeadID == l2.ID && d.StatusCode >= 500 {
@@ -174,32 +188,33 @@ func TestPostgresRestart(t *testing.T) {
 	pg.start()
 	eventually(t, "/readyz ready again", func() bool { return readyz() == http.StatusOK })
 
-	eventually(t, "the press during the outage took the order", func() bool {
-		o, err := b.Store().Order(ctx, tn.acc.ID, o1.ID)
+	eventuallyFor(t, 45*time.Second, "the press during the outage took the order", func() bool {
+		o, err := db.Order(ctx, tn.acc.ID, o1.ID)
 		return err == nil && o.Status == dispatch.OrderTaken && o.ExecutorID == taker.ID
 	})
 	if len(e.tg.CallbackAnswers(q)) > 1 {
 		t.Fatalf("the press was answered %d times", len(e.tg.CallbackAnswers(q)))
 	}
-	var o2 dispatch.Order
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		var err error
-		o2, err = b.Store().ActiveOrder(ctx, tn.acc.ID, l2.ID)
-		if err == nil && o2.MessageID != 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deal whose webhook was refused was not posted within 45 s of the database's return (%v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	eventuallyFor(t, 45*time.Second, "the deal whose webhook was refused posted by the reconciler", func() bool {
+		_, ok := posted(l2.ID)
+		return ok
+	})
+	eventuallyFor(t, 45*time.Second, "deal 1 written back, jobs idle", func() bool {
+		return len(backendLeadUpdates(e, tn.acc.ID, l1.ID)) >= 1 && len(e.amo.Notes(tn.acc.ID, l1.ID)) >= 1 &&
+			countJobs(t, db, pendingStates) == 0
+	})
+	if n := len(backendLeadUpdates(e, tn.acc.ID, l1.ID)); n != 1 {
+		t.Fatalf("%d updates of deal 1, want 1", n)
 	}
-	wroteBackOnce(t, e, b, tn.acc.ID, l1.ID)
-	if n := len(orderPosts(e, tn.group.ID)); n != 2 {
+	if n := len(e.amo.Notes(tn.acc.ID, l1.ID)); n != 1 {
+		t.Fatalf("%d notes on deal 1, want 1", n)
+	}
+	if n := len(orderPosts(e, pp.group.ID)); n != 2 {
 		t.Fatalf("%d posts, want 2 (one per deal)", n)
 	}
-	m, _ := e.tg.Message(tn.group.ID, o1.MessageID)
+	m, _ := e.tg.Message(pp.group.ID, o1.MessageID)
 	if !strings.Contains(m.Text, "@"+taker.Username) {
 		t.Fatalf("post 1 does not name the executor: %s", m.Text)
 	}
+	p.stop(t)
 }
