@@ -189,7 +189,7 @@ func TestWorkResumesAfterReinstall(t *testing.T) {
 }
 
 // TestMinuteLongOutage: Telegram down for a minute, amoCRM for its first
-// half, while deals arrive. Webhooks are still accepted, retries back off
+// half, while deals arrive at the dispatcher binary. Webhooks are still accepted, retries back off
 // instead of hammering the dead services, and everything is done once after
 // they return. The two databases run in parallel: the test waits on real
 // back-off.
@@ -199,11 +199,15 @@ func TestMinuteLongOutage(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		e := newEnv(t, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
-		b := e.start()
-		tn := newTenant(t, e, b, 49400000, "longoutage", "ru", 9400)
+		proxy := e.newProxy(t)
+		p := e.startProc(t, "dispatcher", nil)
+		proxy.set(p)
+		db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
+		tn := setupProcTenant(t, e, db, 49400000, "longoutage", 1)
+		pp := tn.pipes[0]
 		var leads []fakeamocrm.Lead
 		for i := 0; i < 3; i++ {
-			leads = append(leads, tn.newLead(t, e, fmt.Sprintf("Сбой на минуту %d", i)))
+			leads = append(leads, tn.newLead(t, e, pp, fmt.Sprintf("Сбой на минуту %d", i)))
 		}
 		before := len(e.amo.Requests(fakeamocrm.RequestFilter{AccountID: tn.acc.ID}))
 
@@ -211,7 +215,9 @@ func TestMinuteLongOutage(t *testing.T) {
 		e.amo.InjectFault(fakeamocrm.Fault{Pattern: "*", Times: -1, Status: 503})
 		began := time.Now()
 		for _, l := range leads {
-			tn.toSearch(t, e, l.ID)
+			if err := e.amo.MoveLead(tn.acc.ID, l.ID, pp.search); err != nil {
+				t.Fatal(err)
+			}
 		}
 		eventually(t, "webhooks accepted during the outage", func() bool {
 			ok := 0
@@ -234,13 +240,13 @@ func TestMinuteLongOutage(t *testing.T) {
 		// Capped back-off: the last try before Telegram's return was at most
 		// about half the outage ago, so all is done within that much more.
 		deadline := time.Now().Add(outage/2 + 15*time.Second)
-		for len(orderPosts(e, tn.group.ID)) < len(leads) {
+		for len(orderPosts(e, pp.group.ID)) < len(leads) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d deals posted %v after the outage", len(orderPosts(e, tn.group.ID)), len(leads), time.Since(began)-outage)
+				t.Fatalf("%d of %d deals posted %v after the outage", len(orderPosts(e, pp.group.ID)), len(leads), time.Since(began)-outage)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		waitJobsIdle(t, b)
+		eventually(t, "jobs idle", func() bool { return countJobs(t, db, pendingStates) == 0 })
 		t.Logf("%s: %d amoCRM requests in its %v outage, %d sendMessage calls in Telegram's %v; all posted %v after it",
 			kind, amoCalls, outage/2, sends, outage, time.Since(began)-outage)
 		// Each deal's two webhook events (status and update) make two
@@ -253,11 +259,11 @@ func TestMinuteLongOutage(t *testing.T) {
 		if sends > 3*8 {
 			t.Fatalf("%d sendMessage calls for 3 posts in a %v outage: retries do not back off", sends, outage)
 		}
-		if n := len(orderPosts(e, tn.group.ID)); n != len(leads) {
+		if n := len(orderPosts(e, pp.group.ID)); n != len(leads) {
 			t.Fatalf("%d posts, want %d", n, len(leads))
 		}
 		for _, l := range leads {
-			if _, err := b.Store().ActiveOrder(ctx, tn.acc.ID, l.ID); err != nil {
+			if _, err := db.ActiveOrder(ctx, tn.acc.ID, l.ID); err != nil {
 				t.Fatalf("deal %d: %v", l.ID, err)
 			}
 		}
