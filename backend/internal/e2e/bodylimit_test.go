@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -62,22 +61,6 @@ func sendOversized(t testing.TB, method, rawURL, body string, chunked bool, head
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// send makes one request with Go's client.
-func send(t testing.TB, method, rawURL string, body []byte, headers ...string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, rawURL, bytes.NewReader(body))
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
 }
 
 func gzipped(t testing.TB, s string) []byte {

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -201,6 +202,32 @@ func get(t testing.TB, url string) (int, string) {
 func post(t testing.TB, url, contentType, body string, headers ...string) (int, string) {
 	t.Helper()
 	return send(t, http.MethodPost, url, []byte(body), append([]string{"Content-Type", contentType}, headers...)...)
+}
+
+// send makes one request with Go's client.
+func send(t testing.TB, method, rawURL string, body []byte, headers ...string) (int, string) {
+	t.Helper()
+	status, raw, _ := exchange(t, method, rawURL, body, headers...)
+	return status, string(raw)
+}
+
+// exchange makes one request (headers as name, value pairs) and returns the
+// whole answer.
+func exchange(t testing.TB, method, rawURL string, body []byte, headers ...string) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, rawURL, bytes.NewReader(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, resp.Header
 }
 
 type syncBuffer struct {

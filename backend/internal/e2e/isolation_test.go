@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -50,18 +48,8 @@ func checkCovered[V any](t *testing.T, routes []string, table map[string]V) {
 // widgetRaw is widgetCall returning the body as sent.
 func widgetRaw(t testing.TB, b *backend, method, path, token, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, b.URL+path, strings.NewReader(body))
-	req.Header.Set("X-Auth-Token", token)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
+	status, raw, _ := exchange(t, method, b.URL+path, []byte(body), "X-Auth-Token", token, "Content-Type", jsonIf(body))
+	return status, raw
 }
 
 // jsonLeaves are the keys, strings and numbers of a JSON document, minus

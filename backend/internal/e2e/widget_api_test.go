@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -36,25 +35,19 @@ func widgetToken(t testing.TB, b *backend, accountID int64, sub string, edit fun
 
 func widgetCall(t testing.TB, b *backend, method, path, token, body string, headers ...string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest(method, b.URL+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	status, raw, h := exchange(t, method, b.URL+path, []byte(body),
+		append([]string{"X-Auth-Token", token, "Content-Type", jsonIf(body)}, headers...)...)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
-	return resp.StatusCode, out, resp.Header
+	return status, out, h
+}
+
+// jsonIf is the Content-Type of a widget request body ("" without one).
+func jsonIf(body string) string {
+	if body == "" {
+		return ""
+	}
+	return "application/json"
 }
 
 func TestWidgetAPI(t *testing.T) {
