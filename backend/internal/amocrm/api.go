@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-
-	"golang.org/x/time/rate"
 )
 
 const (
@@ -31,7 +29,7 @@ type TokenSource interface {
 type API struct {
 	c       *Client
 	origin  string
-	lim     *rate.Limiter
+	lim     *accountLimit
 	ts      TokenSource
 	initErr error
 }

@@ -63,6 +63,9 @@ type Options struct {
 	Burst int
 	// MaxAttempts per call including the first one, for 429/5xx/network errors. Default 4.
 	MaxAttempts int
+	// Shared, when set, spaces each account's requests across every process
+	// that uses it (replicas on one database), instead of per process only.
+	Shared SharedLimiter
 
 	Logger *slog.Logger
 
@@ -70,6 +73,22 @@ type Options struct {
 	// return ctx.Err() promptly when ctx is done.
 	Sleep func(ctx context.Context, d time.Duration) error
 	Now   func() time.Time
+}
+
+// SharedLimiter books request slots of an account for all processes.
+type SharedLimiter interface {
+	// Reserve books the account's next slot, at least gap after the one
+	// before, and returns how long to wait for it.
+	Reserve(ctx context.Context, accountID int64, gap time.Duration) (time.Duration, error)
+	// Hold moves the account's next slot to at least d from now (amoCRM's
+	// Retry-After).
+	Hold(ctx context.Context, accountID int64, d time.Duration) error
+}
+
+// accountLimit is an account's request budget in this process.
+type accountLimit struct {
+	id    int64
+	local *rate.Limiter
 }
 
 // Client is safe for concurrent use.
@@ -85,12 +104,13 @@ type Client struct {
 	log          *slog.Logger
 	sleep        func(context.Context, time.Duration) error
 	now          func() time.Time
+	shared       SharedLimiter
 
 	mu       sync.Mutex
-	limiters map[int64]*rate.Limiter
-	// paused holds, per account limiter, the time before which amoCRM asked
-	// (429 + Retry-After) that no request of the account be sent.
-	paused map[*rate.Limiter]time.Time
+	limiters map[int64]*accountLimit
+	// paused holds, per account, the time before which amoCRM asked (429 +
+	// Retry-After) that no request of the account be sent.
+	paused map[*accountLimit]time.Time
 }
 
 // New builds a Client from opts.
@@ -115,7 +135,8 @@ func New(opts Options) *Client {
 		log:          opts.Logger,
 		sleep:        opts.Sleep,
 		now:          opts.Now,
-		limiters:     make(map[int64]*rate.Limiter),
+		shared:       opts.Shared,
+		limiters:     make(map[int64]*accountLimit),
 	}
 	switch {
 	case opts.RatePerSecond == 0:
@@ -149,35 +170,42 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (c *Client) limiter(accountID int64) *rate.Limiter {
+func (c *Client) limiter(accountID int64) *accountLimit {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.limiters[accountID]
 	if !ok {
-		l = rate.NewLimiter(c.limit, c.burst)
+		l = &accountLimit{id: accountID, local: rate.NewLimiter(c.limit, c.burst)}
 		c.limiters[accountID] = l
 	}
 	return l
 }
 
 // pause holds every request of the account until `until`.
-func (c *Client) pause(l *rate.Limiter, until time.Time) {
+func (c *Client) pause(ctx context.Context, l *accountLimit, until time.Time) {
 	if l == nil {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.paused == nil {
-		c.paused = map[*rate.Limiter]time.Time{}
+		c.paused = map[*accountLimit]time.Time{}
 	}
 	if until.After(c.paused[l]) {
 		c.paused[l] = until
+	}
+	c.mu.Unlock()
+	if c.shared != nil {
+		if err := c.shared.Hold(ctx, l.id, until.Sub(c.now())); err != nil {
+			c.log.Warn("amocrm: shared rate limit: hold failed", "account_id", l.id, "err", err)
+		}
 	}
 }
 
 // wait is rate.Limiter.Wait built on Reserve so that the clock and the sleep
 // are injectable. It first honours a Retry-After amoCRM gave the account.
-func (c *Client) wait(ctx context.Context, l *rate.Limiter) error {
+// With a shared limiter the slot is booked there, so that replicas together
+// keep to the account's rate; if it fails, this process's own limiter serves.
+func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 	if l == nil {
 		return nil
 	}
@@ -189,11 +217,31 @@ func (c *Client) wait(ctx context.Context, l *rate.Limiter) error {
 			return err
 		}
 	}
-	if l.Limit() == rate.Inf {
+	if l.local.Limit() == rate.Inf {
 		return nil
 	}
+	if c.shared != nil {
+		// 5% over the exact spacing: requests from several hosts reach
+		// amoCRM with different delays, and slots exactly 1/7 s apart then
+		// put an eighth request into some second.
+		gap := time.Duration(1.05 * float64(time.Second) / float64(l.local.Limit()))
+		d, err := c.shared.Reserve(ctx, l.id, gap)
+		if err == nil {
+			if d <= 0 {
+				return nil
+			}
+			if dl, ok := ctx.Deadline(); ok && c.now().Add(d).After(dl) {
+				return fmt.Errorf("amocrm: rate limiter wait %v exceeds context deadline: %w", d, context.DeadlineExceeded)
+			}
+			return c.sleep(ctx, d)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("amocrm: shared rate limit unavailable, limiting this process only", "account_id", l.id, "err", err)
+	}
 	now := c.now()
-	r := l.ReserveN(now, 1)
+	r := l.local.ReserveN(now, 1)
 	if !r.OK() {
 		return fmt.Errorf("amocrm: rate limiter: burst too small")
 	}
@@ -239,7 +287,7 @@ type response struct {
 
 // send performs req with rate limiting and retries and returns the 2xx response
 // or an error (an *Error for non-2xx statuses).
-func (c *Client) send(ctx context.Context, origin string, lim *rate.Limiter, req request) (*response, error) {
+func (c *Client) send(ctx context.Context, origin string, lim *accountLimit, req request) (*response, error) {
 	u := origin + req.path
 	if len(req.query) > 0 {
 		u += "?" + req.query.Encode()
@@ -285,7 +333,7 @@ func (c *Client) send(ctx context.Context, origin string, lim *rate.Limiter, req
 			if _, ok := parseRetryAfter(resp.header.Get("Retry-After"), now); ok || e.RetryAfter > 0 {
 				retryAfter, hasAfter = e.RetryAfter, true
 				if resp.status == http.StatusTooManyRequests {
-					c.pause(lim, now.Add(retryAfter))
+					c.pause(ctx, lim, now.Add(retryAfter))
 				}
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -446,7 +447,7 @@ func TestRateLimiterHonoursContext(t *testing.T) {
 	// The abandoned reservation was handed back: the next token is ~100s
 	// away, not ~200s, so the failed call did not cost later callers.
 	now := time.Now()
-	r := env.c.limiter(1).ReserveN(now, 1)
+	r := env.c.limiter(1).local.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 101*time.Second {
 		t.Errorf("next token in %v, want <=100s", d)
 	}
@@ -503,5 +504,76 @@ func TestRedirectsNotFollowed(t *testing.T) {
 	}
 	if foreignHits.Load() != 0 {
 		t.Fatal("redirect was followed")
+	}
+}
+
+// sharedStub is a SharedLimiter that hands out fixed waits and records calls.
+type sharedStub struct {
+	mu    sync.Mutex
+	waits []time.Duration // returned by successive Reserve calls
+	err   error
+	gaps  []time.Duration
+	holds []time.Duration
+}
+
+func (s *sharedStub) Reserve(_ context.Context, accountID int64, gap time.Duration) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gaps = append(s.gaps, gap)
+	if s.err != nil {
+		return 0, s.err
+	}
+	w := s.waits[0]
+	s.waits = s.waits[1:]
+	return w, nil
+}
+
+func (s *sharedStub) Hold(_ context.Context, accountID int64, d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds = append(s.holds, d)
+	return nil
+}
+
+// With a shared limiter every request books its slot there and waits what
+// it is told; a 429's Retry-After is passed on to the other processes.
+func TestSharedLimiter(t *testing.T) {
+	var calls atomic.Int32
+	shared := &sharedStub{waits: []time.Duration{0, 300 * time.Millisecond, 0}}
+	env := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 2 {
+			w.Header().Set("Retry-After", "2")
+			writeJSON(w, 429, `{"title":"Too Many Requests","status":429}`)
+			return
+		}
+		writeJSON(w, 200, `{"id":1}`)
+	}, func(o *Options) { o.RatePerSecond = 7; o.Shared = shared })
+	api := env.api(&fakeTS{token: "t"})
+	if _, err := api.GetAccount(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.GetAccount(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Duration(1.05 * float64(time.Second) / 7); len(shared.gaps) != 3 || shared.gaps[0] != want {
+		t.Fatalf("Reserve gaps %v, want three of %v", shared.gaps, want)
+	}
+	if len(shared.holds) != 1 || shared.holds[0] != 2*time.Second {
+		t.Fatalf("holds %v, want [2s]", shared.holds)
+	}
+	// Slept: the booked 300 ms, then the Retry-After (the third slot was free).
+	if got := env.clock.slept; len(got) != 2 || got[0] != 300*time.Millisecond || got[1] != 2*time.Second {
+		t.Fatalf("slept %v, want [300ms 2s]", got)
+	}
+
+	// The shared limiter failing leaves this process's own limiter in charge.
+	shared.err = errors.New("database unavailable")
+	for range 3 {
+		if _, err := api.GetAccount(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(env.clock.slept); n != 4 {
+		t.Fatalf("slept %v: the local limiter did not space the requests", env.clock.slept)
 	}
 }

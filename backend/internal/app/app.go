@@ -197,11 +197,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 
 	var amo *amocrm.Client
 	if cfg.AmoConfigured() {
-		amo = amocrm.New(amocrm.Options{BaseURL: cfg.AmoAPIURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
+		opts := amocrm.Options{BaseURL: cfg.AmoAPIURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
 			RedirectURI: cfg.AmoRedirectURI, Logger: log, HTTPClient: &http.Client{Timeout: cfg.APITimeout},
 			// One quick repeat absorbs a blip; longer trouble is the jobs'
 			// to wait out with their back-off, not multiplied inside each try.
-			MaxAttempts: 2})
+			MaxAttempts: 2}
+		if shared := db.AmoRateLimiter(); shared != nil {
+			opts.Shared = shared // replicas on PostgreSQL keep to one budget per account
+		}
+		amo = amocrm.New(opts)
 	} else {
 		log.Warn("amoCRM is not configured (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET): installs are refused until it is")
 	}
