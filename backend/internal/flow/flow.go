@@ -63,6 +63,7 @@ type Flow struct {
 	fields   map[int64]cachedFields
 
 	leadLocks [64]sync.Mutex // striped by lead id
+	intake    *intake
 }
 
 func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {
@@ -153,6 +154,8 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		return nil, fmt.Errorf("flow: river client: %w", err)
 	}
 	f.river = client
+	// A few inserters: while one commits, the next batch gathers.
+	f.intake = newIntake(f, 2)
 	return f, nil
 }
 
@@ -166,6 +169,7 @@ func (f *Flow) Start(ctx context.Context) error {
 
 // Stop lets running jobs finish (bounded by ctx), then closes the listener pool.
 func (f *Flow) Stop(ctx context.Context) error {
+	f.intake.close()
 	err := f.river.Stop(ctx)
 	if err != nil {
 		err = errors.Join(err, f.river.StopAndCancel(context.Background()))

@@ -16,12 +16,10 @@ import (
 )
 
 // Intake stores an authenticated amoCRM webhook delivery as the job that
-// processes it; the HTTP answer waits only for this one insert.
+// processes it; the HTTP answer waits only for this insert (shared with the
+// deliveries arriving at the same moment).
 func (f *Flow) Intake(ctx context.Context, accountID int64, body []byte) error {
-	if _, err := f.river.Insert(ctx, EventArgs{AccountID: accountID, Body: string(body)}, nil); err != nil {
-		return fmt.Errorf("flow: store webhook: %w", err)
-	}
-	return nil
+	return f.intake.add(ctx, EventArgs{AccountID: accountID, Body: string(body)})
 }
 
 // EventsReceived counts the webhook deliveries stored for an account (the
