@@ -100,8 +100,14 @@ func (in *intake) run() {
 	}
 }
 
-// close lets the inserters finish the batch in hand and stop.
-func (in *intake) close() {
+// close lets the inserters finish the batch in hand and stop, waiting no
+// longer than ctx allows.
+func (in *intake) close(ctx context.Context) {
 	in.once.Do(func() { close(in.stop) })
-	in.wg.Wait()
+	done := make(chan struct{})
+	go func() { in.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }

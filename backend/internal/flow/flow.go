@@ -169,7 +169,7 @@ func (f *Flow) Start(ctx context.Context) error {
 
 // Stop lets running jobs finish (bounded by ctx), then closes the listener pool.
 func (f *Flow) Stop(ctx context.Context) error {
-	f.intake.close()
+	f.intake.close(ctx)
 	err := f.river.Stop(ctx)
 	if err != nil {
 		err = errors.Join(err, f.river.StopAndCancel(context.Background()))
