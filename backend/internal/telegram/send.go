@@ -93,11 +93,12 @@ func keyboard(rows [][]Button) models.ReplyMarkup {
 
 // SendHTML posts an HTML message, with an optional inline keyboard.
 func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
-	defer cancel()
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return 0, err
 	}
+	// The time limit is the request's, not the wait for its turn.
+	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
+	defer cancel()
 	disabled := true
 	msg, err := b.api.SendMessage(ctx, &tgbot.SendMessageParams{
 		ChatID: chatID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
@@ -112,11 +113,11 @@ func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]
 // EditHTML replaces a message's text and removes its keyboard. An identical
 // edit ("message is not modified") counts as success.
 func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
-	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
-	defer cancel()
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
+	defer cancel()
 	disabled := true
 	_, err := b.api.EditMessageText(ctx, &tgbot.EditMessageTextParams{
 		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML,
