@@ -623,17 +623,15 @@ func TestReplicasOnePostgres(t *testing.T) {
 		queries := map[int64][]string{}
 		var qmu sync.Mutex
 		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i, d := range deals {
-			if i%4 != 0 {
-				continue
-			}
+		// pressTake has each user press "Take" on the deal's post once start
+		// is closed, recording the callback queries.
+		pressTake := func(d deal, us []faketelegram.User, start <-chan struct{}) {
 			taken[d.lead.ID] = true
 			_, m, _ := postOf(d)
 			data := buttonsOf(t, m)[1].CallbackData
-			for _, u := range users {
+			for _, u := range us {
 				wg.Add(1)
-				go func(d deal, u faketelegram.User) {
+				go func() {
 					defer wg.Done()
 					<-start
 					q, err := e.tg.PressButton(d.pp.group.ID, m.MessageID, u.ID, data)
@@ -644,7 +642,13 @@ func TestReplicasOnePostgres(t *testing.T) {
 					qmu.Lock()
 					queries[d.lead.ID] = append(queries[d.lead.ID], q)
 					qmu.Unlock()
-				}(d, u)
+				}()
+			}
+		}
+		start := make(chan struct{})
+		for i, d := range deals {
+			if i%4 == 0 {
+				pressTake(d, users, start)
 			}
 		}
 		close(start)
@@ -768,23 +772,7 @@ func TestReplicasOnePostgres(t *testing.T) {
 			return true
 		})
 		for _, d := range more[:2] {
-			taken[d.lead.ID] = true
-			_, m, _ := postOf(d)
-			data := buttonsOf(t, m)[1].CallbackData
-			for _, u := range users[:5] {
-				wg.Add(1)
-				go func(d deal, u faketelegram.User) {
-					defer wg.Done()
-					q, err := e.tg.PressButton(d.pp.group.ID, m.MessageID, u.ID, data)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					qmu.Lock()
-					queries[d.lead.ID] = append(queries[d.lead.ID], q)
-					qmu.Unlock()
-				}(d, u)
-			}
+			pressTake(d, users[:5], start) // start is closed: press at once
 		}
 		wg.Wait()
 		eventuallyFor(t, 60*time.Second, "polled presses answered and written back", func() bool {

@@ -41,8 +41,9 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		courier := e.tg.AddUser("Иван", "Петров", "ivan_courier")
 		e.tg.UserStartsBot(courier.ID, "")
 		eventually(t, "executor registered", func() bool { x, err := b.Store().Executor(ctx, courier.ID); return err == nil && x.Started })
-		// The settings page lists the account's executors (those mapped or
-		// who worked on its orders); this one is mapped to the admin.
+		// The settings page lists the account's executors (those who worked
+		// on its orders, and by id those only mapped); this one is mapped to
+		// the admin.
 		s0, err := b.Store().Settings(ctx, tn.acc.ID)
 		if err != nil {
 			t.Fatal(err)

@@ -92,9 +92,7 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	// amoCRM sends several hooks for one change (status_lead, update_lead);
 	// dispatching a deal one at a time lets the later ones see the order the
 	// first created instead of spending amoCRM requests on the same answer.
-	mu := &f.leadLocks[uint64(args.LeadID)%uint64(len(f.leadLocks))]
-	mu.Lock()
-	defer mu.Unlock()
+	defer f.lockLead(args.LeadID)()
 	if args.HintStageID != 0 {
 		settings, err := f.db.Settings(ctx, args.AccountID)
 		if err != nil {
@@ -144,6 +142,14 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 
 var errNoChat = errors.New("no chat to post to")
 
+// lockLead serialises this process's dispatching of one deal; it returns
+// the unlock.
+func (f *Flow) lockLead(leadID int64) func() {
+	mu := &f.leadLocks[uint64(leadID)%uint64(len(f.leadLocks))]
+	mu.Lock()
+	return mu.Unlock
+}
+
 // openOrder creates the deal's order and enqueues its post. The post is
 // rendered now, from the deal just read, so posting needs no further amoCRM
 // request. ErrConflict means the deal already has a current order.
@@ -174,9 +180,7 @@ func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch
 // PostNow posts a deal on the manager's request from the deal card,
 // whatever its stage.
 func (f *Flow) PostNow(ctx context.Context, accountID, leadID int64) error {
-	mu := &f.leadLocks[uint64(leadID)%uint64(len(f.leadLocks))]
-	mu.Lock()
-	defer mu.Unlock()
+	defer f.lockLead(leadID)()
 	api, err := f.o.CRM.API(ctx, accountID)
 	if err != nil {
 		return err
