@@ -51,9 +51,12 @@ func (f *Flow) viewOptions(ctx context.Context, api *amocrm.API, a dispatch.Acco
 		ShowFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget}
 	for _, fd := range fields {
 		if fd.Code == "AMODISPATCH_EXECUTOR" {
-			continue // the executor field is our output, not part of the order
+			// The executor field is our output, not part of the order; the
+			// deal carries its value after the take, so it is hidden by id.
+			o.HiddenFieldIDs = append(o.HiddenFieldIDs, fd.ID)
+			continue
 		}
-		o.Fields = append(o.Fields, orderview.Field{ID: fd.ID, Name: fd.Name, Type: fd.Type})
+		o.Fields = append(o.Fields, orderview.Field{ID: fd.ID, Name: fd.Name, Type: fd.Type, Code: fd.Code})
 	}
 	return o, nil
 }

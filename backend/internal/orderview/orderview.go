@@ -9,6 +9,7 @@
 package orderview
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ type Field struct {
 	ID   int64
 	Name string
 	Type string
+	Code string // amoCRM's field_code, e.g. PHONE
 }
 
 // Options describe the account the deal belongs to and what the admin chose to show.
@@ -60,6 +62,9 @@ type Options struct {
 	// non-empty field; an empty non-nil slice shows none.
 	ShowFieldIDs []int64
 	ShowBudget   bool // include the budget (lead price) line
+	// HiddenFieldIDs are never shown, whatever ShowFieldIDs says: fields the
+	// product writes itself (the executor) are not part of the order.
+	HiddenFieldIDs []int64
 }
 
 // Executor is the Telegram user who took the order.
@@ -70,11 +75,13 @@ type Executor struct {
 
 // Group is the order post for the executors' group. It takes no contact on
 // purpose: client data must only ever reach the executor who took the order.
+// Phone numbers and e-mails typed into the deal's name or fields are masked,
+// and contact-type fields are left out.
 func Group(lead amocrm.Lead, o Options) string {
 	lang, loc := normLang(o.Lang), location(o.Location)
 	return render(
-		section{lines: orderHead(lead, lang)},
-		section{lines: orderBody(lead, o, lang, loc), flexible: true},
+		section{lines: orderHead(lead, lang, true)},
+		section{lines: orderBody(lead, o, lang, loc, true), flexible: true},
 	)
 }
 
@@ -85,12 +92,13 @@ func Private(lead amocrm.Lead, contact *amocrm.Contact, o Options) string {
 	lang, loc := normLang(o.Lang), location(o.Location)
 	return render(
 		section{lines: clientLines(contact, lang)},
-		section{lines: orderHead(lead, lang)},
-		section{lines: orderBody(lead, o, lang, loc), flexible: true},
+		section{lines: orderHead(lead, lang, false)},
+		section{lines: orderBody(lead, o, lang, loc, false), flexible: true},
 	)
 }
 
-// Taken replaces the group post once an executor took the order.
+// Taken replaces the group post once an executor took the order; it is
+// group text, masked as Group is.
 func Taken(lead amocrm.Lead, e Executor, at time.Time, o Options) string {
 	lang, loc := normLang(o.Lang), location(o.Location)
 	foot := []line{textLine("✅ ", tr(lang, "executor_found"), value{text: capUnits(ExecutorLabel(e), maxPersonName)}, false)}
@@ -98,8 +106,8 @@ func Taken(lead amocrm.Lead, e Executor, at time.Time, o Options) string {
 		foot = append(foot, textLine("🕒 ", tr(lang, "taken_at"), value{text: formatDate(at.In(loc), lang, true)}, false))
 	}
 	return render(
-		section{lines: orderHead(lead, lang)},
-		section{lines: orderBody(lead, o, lang, loc), flexible: true},
+		section{lines: orderHead(lead, lang, true)},
+		section{lines: orderBody(lead, o, lang, loc, true), flexible: true},
 		section{lines: foot},
 	)
 }
@@ -140,23 +148,35 @@ func location(l *time.Location) *time.Location {
 	return moscow
 }
 
-func orderHead(lead amocrm.Lead, lang string) []line {
+func orderHead(lead amocrm.Lead, lang string, masked bool) []line {
 	lines := []line{textLine("📦 ", "", value{text: tr(lang, "order", lead.ID)}, true)}
-	if name := oneLine(lead.Name); name != "" {
+	name := oneLine(lead.Name)
+	if masked {
+		name = maskContacts(name)
+	}
+	if name != "" {
 		lines = append(lines, textLine("", "", value{text: capUnits(name, maxDealName)}, true))
 	}
 	return lines
 }
 
-func orderBody(lead amocrm.Lead, o Options, lang string, loc *time.Location) []line {
+func orderBody(lead amocrm.Lead, o Options, lang string, loc *time.Location, masked bool) []line {
 	var lines []line
 	if o.ShowBudget {
 		lines = append(lines, textLine("", tr(lang, "budget"), value{text: formatMoney(lead.Price, o.Currency, lang)}, false))
 	}
 	for _, f := range selectFields(lead, o) {
+		if masked && contactField(f.typ, f.code) {
+			continue
+		}
 		v, ok := formatField(f.typ, f.values, lang, loc)
 		if !ok {
 			continue
+		}
+		if masked {
+			if m := maskContacts(v.text); m != v.text {
+				v = value{text: m} // a link to a masked address would still name it
+			}
 		}
 		lines = append(lines, textLine("", capUnits(oneLine(f.name), maxFieldLabel), v, false))
 	}
@@ -164,8 +184,8 @@ func orderBody(lead amocrm.Lead, o Options, lang string, loc *time.Location) []l
 }
 
 type shownField struct {
-	name, typ string
-	values    []amocrm.CustomFieldItem
+	name, typ, code string
+	values          []amocrm.CustomFieldItem
 }
 
 func selectFields(lead amocrm.Lead, o Options) []shownField {
@@ -184,6 +204,9 @@ func selectFields(lead amocrm.Lead, o Options) []shownField {
 	}
 	var out []shownField
 	done := map[int64]bool{}
+	for _, id := range o.HiddenFieldIDs {
+		done[id] = true
+	}
 	for _, f := range o.Fields {
 		v, ok := byID[f.ID]
 		if !ok || done[f.ID] || (show != nil && !show[f.ID]) {
@@ -197,10 +220,10 @@ func selectFields(lead amocrm.Lead, o Options) []shownField {
 		if typ == "" {
 			typ = v.FieldType
 		}
-		out = append(out, shownField{name, typ, v.Values})
+		out = append(out, shownField{name, typ, cmp.Or(v.FieldCode, f.Code), v.Values})
 	}
 	add := func(v amocrm.CustomFieldValue) {
-		out = append(out, shownField{v.FieldName, v.FieldType, v.Values})
+		out = append(out, shownField{v.FieldName, v.FieldType, v.FieldCode, v.Values})
 	}
 	if show == nil {
 		for _, v := range lead.CustomFieldsValues {

@@ -188,7 +188,7 @@ func sampleLead() amocrm.Lead {
 	}
 }
 
-var sampleFields = []Field{{1, "Адрес", "text"}, {2, "Дата доставки", "date"}, {3, "Комментарий", "textarea"}, {4, "Пустое", "text"}}
+var sampleFields = []Field{{ID: 1, Name: "Адрес", Type: "text"}, {ID: 2, Name: "Дата доставки", Type: "date"}, {ID: 3, Name: "Комментарий", Type: "textarea"}, {ID: 4, Name: "Пустое", Type: "text"}}
 
 func TestGroupLayout(t *testing.T) {
 	o := Options{Currency: "RUB", Fields: sampleFields, ShowBudget: true}
@@ -533,5 +533,72 @@ func TestValidatorCatchesBadHTML(t *testing.T) {
 	}
 	if n, err := faketelegram.ValidateHTML(" <b>&lt;😀</b>\n"); err != nil || n != 3 {
 		t.Errorf("ValidateHTML = %d, %v; want 3 visible units", n, err)
+	}
+}
+
+func TestMaskContacts(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"Входящий звонок +7 916 555-12-34", "Входящий звонок +* *** ***-**-34"},
+		{"Звонок с 89165551234", "Звонок с *********34"},
+		{"тел. 8 (916) 555 12 34, Иван", "тел. * (***) *** ** 34, Иван"},
+		{"перезвонить 555-12-34", "перезвонить ***-**-34"},
+		{"+44 20 7946 0958", "+** ** **** **58"},
+		{"Заявка с сайта ivan.petrov@mail.ru", "Заявка с сайта i***@***"},
+		{"почта: оля@пример.рф", "почта: о***@***"},
+		// Not contacts: dates, times, prices, order numbers, flats.
+		{"доставка 30.11.2026 к 14:05", "доставка 30.11.2026 к 14:05"},
+		{"2026-11-30", "2026-11-30"},
+		{"бюджет 150 000 ₽, заказ №41275533", "бюджет 150 000 ₽, заказ №41275533"},
+		{"ул. Ленина, д. 5, кв. 12", "ул. Ленина, д. 5, кв. 12"},
+		{"", ""},
+	} {
+		if got := maskContacts(c.in); got != c.want {
+			t.Errorf("maskContacts(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// A deal created by telephony or a site form carries the caller's contact in
+// its name and text fields; the group sees neither, the executor sees both.
+func TestGroupMasksClientContacts(t *testing.T) {
+	const executorField = 99
+	lead := amocrm.Lead{ID: 7, Name: "Входящий звонок +7 916 555-12-34", CustomFieldsValues: []amocrm.CustomFieldValue{
+		cf(1, "Комментарий", "textarea", "перезвонить на 8 916 555 12 34 или ivan@example.com"),
+		cf(2, "Сайт", "url", "https://wa.me/79165551234"),
+		{FieldID: 3, FieldName: "Телефон", FieldType: "multitext", FieldCode: "PHONE", Values: []amocrm.CustomFieldItem{{Value: "+79160000001"}}},
+		cf(4, "Реквизиты", "legal_entity", map[string]any{"name": "ООО Ромашка", "vat_id": "7700000000"}),
+		cf(5, "Адрес", "text", "ул. Ленина, 5"),
+		cf(executorField, "Исполнитель (amoDispatch)", "text", "Пётр (@petr), Telegram ID 1001"),
+	}}
+	o := Options{HiddenFieldIDs: []int64{executorField}}
+	for name, out := range map[string]string{
+		"group": Group(lead, o),
+		"taken": Taken(lead, Executor{FirstName: "Пётр"}, time.Unix(1700000000, 0), o),
+	} {
+		valid(t, out)
+		for _, leak := range []string{"555-12-34", "555 12 34", "79165551234", "ivan@example.com", "+79160000001", "Ромашка", "Телефон", "Telegram ID 1001"} {
+			if strings.Contains(out, leak) {
+				t.Errorf("%s: %q reaches the group:\n%s", name, leak, out)
+			}
+		}
+		for _, want := range []string{"<b>Входящий звонок +* *** ***-**-34</b>", "Комментарий: перезвонить на * *** *** ** 34 или i***@***", "Сайт: https://wa.me/*********34\n", "Адрес: ул. Ленина, 5"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: want %q in\n%s", name, want, out)
+			}
+		}
+	}
+	priv := Private(lead, nil, o)
+	for _, want := range []string{"Входящий звонок +7 916 555-12-34", "8 916 555 12 34 или ivan@example.com", "+79160000001", "ООО Ромашка"} {
+		if !strings.Contains(priv, want) {
+			t.Errorf("private: want %q in\n%s", want, priv)
+		}
+	}
+	if strings.Contains(priv, "Telegram ID 1001") {
+		t.Errorf("private: the executor field is shown:\n%s", priv)
+	}
+	// An account field's code counts when the deal's value omits it.
+	lead.CustomFieldsValues = []amocrm.CustomFieldValue{{FieldID: 3, Values: []amocrm.CustomFieldItem{{Value: "не звонить"}}}}
+	if out := Group(lead, Options{Fields: []Field{{ID: 3, Name: "Телефон", Type: "text", Code: "PHONE"}}}); strings.Contains(out, "не звонить") {
+		t.Errorf("a PHONE-coded field reaches the group:\n%s", out)
 	}
 }
