@@ -31,10 +31,11 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/telegram"
 )
 
-const usage = `usage: dispatcher [serve|migrate|rotate-keys|version]
+const usage = `usage: dispatcher [serve|migrate|rotate-keys|healthcheck|version]
   serve        run the backend (default)
   migrate      apply database migrations and exit
   rotate-keys  re-seal stored secrets with the first ENCRYPTION_KEY and exit
+  healthcheck  exit 0 when this machine's backend answers /readyz (for container healthchecks)
   version      print the version`
 
 // Version is set at build time with -ldflags "-X .../app.Version=...".
@@ -50,7 +51,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "version":
 		fmt.Fprintln(stdout, "dispatcher", Version)
 		return nil
-	case "serve", "migrate", "rotate-keys":
+	case "serve", "migrate", "rotate-keys", "healthcheck":
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -60,6 +61,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
+	}
+	if cmd == "healthcheck" {
+		return healthcheck(ctx, cfg, stdout)
 	}
 	log := newLogger(cfg, stdout)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -94,6 +98,31 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return a.Shutdown(shutdownCtx)
+}
+
+// healthcheck asks the backend listening on this machine whether it is ready.
+// The image has no shell or curl, so compose's healthcheck runs the binary.
+func healthcheck(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+	_, port, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort("127.0.0.1", port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /readyz answered %s", resp.Status)
+	}
+	fmt.Fprintln(stdout, "ready")
+	return nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -68,6 +68,11 @@ func TestServeWithoutCredentials(t *testing.T) {
 	if resp, err := http.Get(fmt.Sprintf("http://%s/healthz", addr)); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/healthz: %v", err)
 	}
+	// The container healthcheck: the same environment, the binary asks /readyz.
+	hc := &bytes.Buffer{}
+	if err := Run(context.Background(), []string{"healthcheck"}, func(k string) string { return env[k] }, hc); err != nil || hc.String() != "ready\n" {
+		t.Fatalf("healthcheck of a ready backend: %v %q", err, hc.String())
+	}
 	resp, _ := http.Get(fmt.Sprintf("http://%s/oauth/amocrm/callback?code=x&referer=a.amocrm.ru", addr))
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("install without amoCRM credentials: %d", resp.StatusCode)
@@ -75,6 +80,9 @@ func TestServeWithoutCredentials(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if err := Run(context.Background(), []string{"healthcheck"}, func(k string) string { return env[k] }, &bytes.Buffer{}); err == nil {
+		t.Fatal("healthcheck passed with the backend stopped")
 	}
 	logs := out.String()
 	for _, want := range []string{"amoCRM is not configured", "Telegram is not configured", "migrations applied"} {

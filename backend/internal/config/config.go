@@ -65,13 +65,16 @@ func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Var, e.R
 var telegramTokenRe = regexp.MustCompile(`^[0-9]+:[A-Za-z0-9_-]{20,}$`)
 var webhookSecretRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
 
+// Variables are the environment variables Load reads.
+var Variables = []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
+	"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
+	"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY",
+	"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT"}
+
 // Load parses and validates the environment given by getenv.
 func Load(getenv func(string) string) (Config, error) {
 	environ := map[string]string{}
-	for _, name := range []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
-		"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
-		"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY",
-		"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT"} {
+	for _, name := range Variables {
 		if v := getenv(name); v != "" {
 			environ[name] = v
 		}

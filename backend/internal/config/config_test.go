@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,22 @@ func TestStringMasksSecrets(t *testing.T) {
 	}
 	if len(c.EncryptionKeys) != 1 || !c.UsesPostgres() {
 		t.Fatalf("parsed config: %+v", c)
+	}
+}
+
+// The deploy files and the README must name every variable the backend reads:
+// compose hands .env to the container whole, so a variable missing from the
+// example is one an operator never learns to set.
+func TestEveryVariableIsDocumented(t *testing.T) {
+	for _, f := range []string{"../../../.env.example", "../../../README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range Variables {
+			if !strings.Contains(string(b), v) {
+				t.Errorf("%s does not mention %s", f, v)
+			}
+		}
 	}
 }
