@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/amodispatch/amodispatch/backend/internal/widgetcheck"
 )
@@ -30,8 +31,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	out := fl.String("out", "widget.zip", "the archive to write")
 	backendURL := fl.String("backend-url", "", "the backend's public base URL, written into config.js")
 	checkOnly := fl.Bool("check", false, "only check the folder, write nothing")
+	local := fl.Bool("local", false, "allow an http:// backend URL (local testing only)")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	// amoCRM serves its pages over https, and the browser blocks the widget's
+	// calls to an http:// backend as mixed content: such an archive would
+	// install and then fail on every page.
+	if strings.HasPrefix(strings.ToLower(*backendURL), "http://") && !*local {
+		return fmt.Errorf("-backend-url %s: amoCRM pages are https and browsers block calls to http:// from them; use the https address (or -local for local testing)", *backendURL)
 	}
 	fsys := os.DirFS(*dir)
 	if *checkOnly {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -76,6 +77,12 @@ func TestServeWithoutCredentials(t *testing.T) {
 	resp, _ := http.Get(fmt.Sprintf("http://%s/oauth/amocrm/callback?code=x&referer=a.amocrm.ru", addr))
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("install without amoCRM credentials: %d", resp.StatusCode)
+	}
+	resp, _ = http.Get(fmt.Sprintf("http://%s/api/widget/state", addr))
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "amoCRM is not configured") {
+		t.Fatalf("widget API without amoCRM credentials: %d %s", resp.StatusCode, body)
 	}
 	cancel()
 	if err := <-done; err != nil {

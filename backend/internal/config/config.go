@@ -14,6 +14,9 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
+// DefaultTelegramAPIURL is Telegram's own Bot API server.
+const DefaultTelegramAPIURL = "https://api.telegram.org"
+
 // TelegramMode selects how updates reach the bot.
 const (
 	ModePolling = "polling"
@@ -125,6 +128,12 @@ func (c *Config) validate() error {
 	case ModePolling, ModeWebhook:
 	default:
 		return &Error{"TELEGRAM_MODE", fmt.Sprintf("must be %q or %q, got %q", ModePolling, ModeWebhook, c.TelegramMode)}
+	}
+	// Telegram's own servers call webhooks over https only; a local Bot API
+	// server (or a test fake) at another TELEGRAM_API_URL may call http.
+	if c.TelegramMode == ModeWebhook && c.TelegramConfigured() && c.TelegramAPIURL == DefaultTelegramAPIURL &&
+		!strings.HasPrefix(c.PublicURL, "https://") {
+		return &Error{"PUBLIC_URL", "must be an https:// URL in webhook mode (Telegram calls webhooks over https only); use TELEGRAM_MODE=polling without one"}
 	}
 	if c.TelegramWebhookSecret != "" && !webhookSecretRe.MatchString(c.TelegramWebhookSecret) {
 		return &Error{"TELEGRAM_WEBHOOK_SECRET", "1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"}

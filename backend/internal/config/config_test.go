@@ -10,6 +10,8 @@ import (
 
 const key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=" // 32 bytes of 7
 
+const tgToken = "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
 func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
@@ -45,6 +47,7 @@ func TestInvalidVariablesAreNamed(t *testing.T) {
 		{map[string]string{"TELEGRAM_BOT_TOKEN": "nope"}, "TELEGRAM_BOT_TOKEN"},
 		{map[string]string{"TELEGRAM_MODE": "push"}, "TELEGRAM_MODE"},
 		{map[string]string{"TELEGRAM_WEBHOOK_SECRET": "has space"}, "TELEGRAM_WEBHOOK_SECRET"},
+		{map[string]string{"TELEGRAM_MODE": "webhook", "TELEGRAM_BOT_TOKEN": tgToken, "PUBLIC_URL": "http://dispatch.example.com"}, "PUBLIC_URL"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{map[string]string{"API_TIMEOUT": "0s"}, "API_TIMEOUT"},
 		{map[string]string{"API_TIMEOUT": "10m"}, "API_TIMEOUT"},
@@ -95,6 +98,20 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 			if !strings.Contains(string(b), v) {
 				t.Errorf("%s does not mention %s", f, v)
 			}
+		}
+	}
+}
+
+// Webhook mode against a local Bot API server (or a fake) may use http; polling
+// needs no public address at all.
+func TestWebhookModeHTTPOnlyOffTelegram(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"TELEGRAM_MODE": "webhook", "TELEGRAM_BOT_TOKEN": tgToken, "PUBLIC_URL": "https://dispatch.example.com"},
+		{"TELEGRAM_MODE": "webhook", "TELEGRAM_BOT_TOKEN": tgToken, "PUBLIC_URL": "http://127.0.0.1:8080", "TELEGRAM_API_URL": "http://127.0.0.1:8081"},
+		{"TELEGRAM_MODE": "polling", "TELEGRAM_BOT_TOKEN": tgToken, "PUBLIC_URL": "http://dispatch.example.com"},
+	} {
+		if _, err := Load(getenv(env)); err != nil {
+			t.Errorf("%v: %v", env, err)
 		}
 	}
 }

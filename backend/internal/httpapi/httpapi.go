@@ -70,6 +70,11 @@ func New(d Deps) *fiber.App {
 	app.Post("/telegram/webhook", h.telegramWebhook)
 	if d.Widget != nil {
 		h.widgetRoutes(app)
+	} else {
+		// Say why instead of a 404 that reads like a wrong backend URL.
+		app.All("/api/widget/*", func(*fiber.Ctx) error {
+			return fiber.NewError(fiber.StatusServiceUnavailable, "amoCRM is not configured on this server (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET)")
+		})
 	}
 	return app
 }
