@@ -1,6 +1,7 @@
 // Command widgetpack checks the amoCRM widget folder and packs it:
 //
-//	go run ./backend/cmd/widgetpack -out widget.zip -backend-url https://dispatch.example.com
+//	go run ./backend/cmd/widgetpack -out widget.zip -backend-url https://dispatch.example.com \
+//	    -support-email help@example.com -support-link https://example.com/help
 //
 // -backend-url replaces {{BACKEND_URL}} in widget/config.js. Without it the
 // archive keeps the placeholder and the widget says it is not configured.
@@ -32,6 +33,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	backendURL := fl.String("backend-url", "", "the backend's public base URL, written into config.js")
 	checkOnly := fl.Bool("check", false, "only check the folder, write nothing")
 	local := fl.Bool("local", false, "allow an http:// backend URL (local testing only)")
+	var support widgetcheck.Support
+	fl.StringVar(&support.Email, "support-email", "", "your support e-mail, shown in amoCRM's marketplace card")
+	fl.StringVar(&support.Link, "support-link", "", "your support page (https), shown in amoCRM's marketplace card")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	var buf bytes.Buffer
-	if err := widgetcheck.Pack(fsys, &buf, *backendURL); err != nil {
+	if err := widgetcheck.Pack(fsys, &buf, *backendURL, support); err != nil {
 		return err
 	}
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {

@@ -3,9 +3,11 @@ package widgetcheck
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/mail"
 	"net/url"
 	"strings"
 	"time"
@@ -36,9 +38,49 @@ func skipped(p string, d fs.DirEntry) bool {
 		(!d.IsDir() && strings.HasSuffix(base, ".md"))
 }
 
+// Support is the operator's contact shown in amoCRM's marketplace card
+// (manifest.json widget.support); empty values keep the folder's.
+type Support struct {
+	Email string
+	Link  string
+}
+
+// withSupport rewrites manifest.json's support block.
+func withSupport(manifest []byte, s Support) ([]byte, error) {
+	if s == (Support{}) {
+		return manifest, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", ManifestFile, err)
+	}
+	w, _ := m["widget"].(map[string]any)
+	if w == nil {
+		return nil, fmt.Errorf("%s: no widget object", ManifestFile)
+	}
+	sup, _ := w["support"].(map[string]any)
+	if sup == nil {
+		sup = map[string]any{}
+	}
+	if s.Email != "" {
+		if _, err := mail.ParseAddress(s.Email); err != nil || strings.ContainsAny(s.Email, "<> ") {
+			return nil, fmt.Errorf("support e-mail %q is not an address", s.Email)
+		}
+		sup["email"] = s.Email
+	}
+	if s.Link != "" {
+		if u, err := url.Parse(s.Link); err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("support link %q must be an https URL", s.Link)
+		}
+		sup["link"] = s.Link
+	}
+	w["support"] = sup
+	return json.MarshalIndent(m, "", "  ")
+}
+
 // Pack checks the widget folder and writes widget.zip with manifest.json at
 // the archive root. backendURL ("" to keep the placeholder) goes into config.js.
-func Pack(fsys fs.FS, w io.Writer, backendURL string) error {
+func Pack(fsys fs.FS, w io.Writer, backendURL string, support Support) error {
 	if backendURL != "" {
 		u, err := NormalizeBackendURL(backendURL)
 		if err != nil {
@@ -72,8 +114,13 @@ func Pack(fsys fs.FS, w io.Writer, backendURL string) error {
 		if err != nil {
 			return err
 		}
-		if p == ConfigFile {
+		switch p {
+		case ConfigFile:
 			b = Substitute(b, backendURL)
+		case ManifestFile:
+			if b, err = withSupport(b, support); err != nil {
+				return err
+			}
 		}
 		f, err := zw.CreateHeader(&zip.FileHeader{Name: p, Method: zip.Deflate, Modified: stamp})
 		if err != nil {

@@ -46,6 +46,9 @@ const Placeholder = "{{BACKEND_URL}}"
 // ConfigFile holds the backend URL placeholder.
 const ConfigFile = "config.js"
 
+// ManifestFile describes the widget to amoCRM.
+const ManifestFile = "manifest.json"
+
 // Problems is every failed check of one run.
 type Problems []string
 
@@ -100,7 +103,7 @@ type manifest struct {
 var versionRe = regexp.MustCompile(`^\d+\.\d+\.\d+$`)
 
 func (c *checker) run() {
-	raw, err := fs.ReadFile(c.fsys, "manifest.json")
+	raw, err := fs.ReadFile(c.fsys, ManifestFile)
 	if err != nil {
 		c.fail("manifest.json: %v", err)
 		return

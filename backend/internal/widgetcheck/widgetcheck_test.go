@@ -125,7 +125,7 @@ func TestPack(t *testing.T) {
 	m := realWidget(t)
 	m["screenshots/card.png"] = &fstest.MapFile{Data: []byte("x")}
 	var buf bytes.Buffer
-	if err := Pack(m, &buf, "https://dispatch.example.com/"); err != nil {
+	if err := Pack(m, &buf, "https://dispatch.example.com/", Support{}); err != nil {
 		t.Fatal(err)
 	}
 	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
@@ -151,13 +151,44 @@ func TestPack(t *testing.T) {
 		t.Errorf("config.js not substituted: %s", c)
 	}
 
+	if strings.Contains(files[ManifestFile], "help@example.com") {
+		t.Fatal("support changed without being asked")
+	}
+
+	// The operator's own support contacts go into the marketplace card.
+	buf.Reset()
+	if err := Pack(m, &buf, "https://dispatch.example.com", Support{Email: "help@example.com", Link: "https://example.com/help"}); err != nil {
+		t.Fatal(err)
+	}
+	zr, _ = zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	rc, _ := zr.Open(ManifestFile)
+	var man struct {
+		Widget struct {
+			Name    string            `json:"name"`
+			Support map[string]string `json:"support"`
+		} `json:"widget"`
+		Locations []string `json:"locations"`
+	}
+	if err := json.NewDecoder(rc).Decode(&man); err != nil {
+		t.Fatal(err)
+	}
+	if man.Widget.Support["email"] != "help@example.com" || man.Widget.Support["link"] != "https://example.com/help" ||
+		man.Widget.Name != "widget.name" || len(man.Locations) == 0 {
+		t.Fatalf("manifest after support: %+v", man)
+	}
+	for _, bad := range []Support{{Email: "not an address"}, {Link: "http://example.com"}, {Link: "javascript:alert(1)"}} {
+		if err := Pack(m, io.Discard, "", bad); err == nil {
+			t.Errorf("Pack accepted support %+v", bad)
+		}
+	}
+
 	for _, bad := range []string{"ftp://x", "dispatch.example.com", "https://x?y=1"} {
-		if err := Pack(m, io.Discard, bad); !errors.Is(err, ErrBadBackendURL) {
+		if err := Pack(m, io.Discard, bad, Support{}); !errors.Is(err, ErrBadBackendURL) {
 			t.Errorf("Pack(%q) = %v", bad, err)
 		}
 	}
 	delete(m, "script.js")
-	if err := Pack(m, io.Discard, ""); err == nil {
+	if err := Pack(m, io.Discard, "", Support{}); err == nil {
 		t.Error("Pack packed a broken widget")
 	}
 }
