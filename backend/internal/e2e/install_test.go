@@ -267,11 +267,16 @@ func TestInstallRejectsBadInput(t *testing.T) {
 		// amoCRM webhooks: wrong secret, unknown account, garbage body.
 		hook := e.amo.Webhooks(accA.ID)[0].Destination
 		form := fmt.Sprintf("leads%%5Bstatus%%5D%%5B0%%5D%%5Bid%%5D=1&account%%5Bid%%5D=%d", accA.ID)
-		if s, _ := post(t, hook[:strings.LastIndex(hook, "/")+1]+"wrongsecret", "application/x-www-form-urlencoded", form); s != 401 {
-			t.Errorf("wrong webhook secret: %d", s)
+		wrongStatus, wrongBody := post(t, hook[:strings.LastIndex(hook, "/")+1]+"wrongsecret", "application/x-www-form-urlencoded", form)
+		if wrongStatus != 401 {
+			t.Errorf("wrong webhook secret: %d", wrongStatus)
 		}
-		if s, _ := post(t, fmt.Sprintf("%s/amocrm/webhook/%d/x", b.URL, 999), "application/x-www-form-urlencoded", form); s != 404 {
-			t.Errorf("unknown account: %d", s)
+		// An unknown or malformed account id answers exactly like a wrong
+		// secret: no oracle of which account ids are installed.
+		for _, acc := range []string{"999", "abc"} {
+			if s, body := post(t, b.URL+"/amocrm/webhook/"+acc+"/x", "application/x-www-form-urlencoded", form); s != wrongStatus || body != wrongBody {
+				t.Errorf("unknown account %s: %d %q, want %d %q like a wrong secret", acc, s, body, wrongStatus, wrongBody)
+			}
 		}
 		if s, _ := post(t, hook, "application/x-www-form-urlencoded", "%%%"); s != 400 {
 			t.Errorf("garbage body: %d", s)
