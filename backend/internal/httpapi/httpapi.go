@@ -23,6 +23,7 @@ type Installer interface {
 	Disconnect(ctx context.Context, clientUUID, accountID, signature string) error
 	AcceptWebhook(ctx context.Context, accountID, secret string, body []byte) error
 	State() string
+	PageProof(accountID int64) string
 }
 
 // Telegram is the part of the bot the webhook route and the install page use.
@@ -42,7 +43,10 @@ type Deps struct {
 	Widget          WidgetAPI // nil when amoCRM is not configured
 	Ready           func(ctx context.Context) error
 	AmoClientID     string
-	Log             *slog.Logger
+	// SecureCookies marks cookies Secure: PUBLIC_URL is https, even when TLS
+	// ends at a proxy in front of us.
+	SecureCookies bool
+	Log           *slog.Logger
 }
 
 // New builds the fiber app that main serves and tests drive.
@@ -167,6 +171,8 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, msg = fiber.StatusUnauthorized, "unauthorized"
 		case errors.Is(err, dispatch.ErrNotFound):
 			status, msg = fiber.StatusNotFound, "not found"
+		case errors.Is(err, dispatch.ErrRateLimited):
+			status, msg = fiber.StatusTooManyRequests, "too many requests"
 		case errors.Is(err, dispatch.ErrAccountOff):
 			status, msg = fiber.StatusGone, "the integration is disabled for this account"
 		case errors.Is(err, dispatch.ErrConflict), errors.Is(err, dispatch.ErrChatTaken):
