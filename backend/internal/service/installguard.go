@@ -38,8 +38,8 @@ func plausibleCode(code string) bool {
 // address blocked there, for every tenant. A real admin installs once and
 // perhaps reloads the page a few times.
 const (
-	exchangePerClientBurst = 5
-	exchangePerClientEvery = 10 * time.Second
+	exchangePerClientBurst = 10
+	exchangePerClientEvery = 6 * time.Second
 	exchangeGlobalBurst    = 20
 	exchangeGlobalPerSec   = 2
 	exchangeClientsMax     = 10_000
