@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -242,7 +243,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, nil)
 
 	a := &App{cfg: cfg, log: log, db: db, svc: svc}
-	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log}
+	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log,
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://")}
 	if amo != nil {
 		deps.Installer = svc
 	}

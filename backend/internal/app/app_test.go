@@ -129,7 +129,7 @@ func TestRotateKeysCommand(t *testing.T) {
 		}
 		install := func(db *store.DB, id int64) {
 			t.Helper()
-			_, err := db.SaveInstallation(ctx, store.Installation{ID: id, Subdomain: "acc", Domain: "acc.amocrm.ru",
+			_, _, err := db.SaveInstallation(ctx, store.Installation{ID: id, Subdomain: fmt.Sprint("acc", id), Domain: fmt.Sprintf("acc%d.amocrm.ru", id),
 				Tokens: dispatch.Tokens{Access: "access-plain", Refresh: "refresh-plain", ExpiresAt: time.Now().Add(time.Hour)}})
 			if err != nil {
 				t.Fatal(err)

@@ -3,7 +3,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/amodispatch/amodispatch/backend/internal/secret"
 )
 
 // DefaultTelegramAPIURL is Telegram's own Bot API server.
@@ -51,8 +52,8 @@ type Config struct {
 	// attempt may already have done.
 	APITimeout time.Duration `env:"API_TIMEOUT" envDefault:"15s"`
 
-	// EncryptionKeys come from ENCRYPTION_KEY: comma-separated base64 keys of
-	// 32 bytes; the first encrypts, all decrypt (key rotation).
+	// EncryptionKeys come from ENCRYPTION_KEY: comma-separated keys of 32
+	// bytes, each hex or base64; the first encrypts, all decrypt (key rotation).
 	EncryptionKeys [][]byte `env:"-"`
 	encryptionRaw  string
 }
@@ -161,9 +162,9 @@ func (c *Config) validate() error {
 
 	if c.encryptionRaw != "" {
 		for i, part := range strings.Split(c.encryptionRaw, ",") {
-			key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
-			if err != nil || len(key) != 32 {
-				return &Error{"ENCRYPTION_KEY", fmt.Sprintf("key %d must be base64 of exactly 32 bytes (openssl rand -base64 32)", i+1)}
+			key, err := secret.ParseKey(part)
+			if err != nil {
+				return &Error{"ENCRYPTION_KEY", fmt.Sprintf("key %d must be 32 bytes as 64 hex characters (openssl rand -hex 32) or base64 (openssl rand -base64 32)", i+1)}
 			}
 			c.EncryptionKeys = append(c.EncryptionKeys, key)
 		}
@@ -212,13 +213,25 @@ func mask(s string) string {
 	return "[REDACTED]"
 }
 
+// maskURL hides a password wherever libpq takes one: in the userinfo and in
+// the password/sslpassword query parameters. A URL that does not parse
+// cleanly (e.g. an unescaped '@' or '/' in the password leaves part of it
+// in the path) is hidden whole: guessing where its password ends could leak it.
 func maskURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || strings.Contains(u.Path, "@") || strings.Contains(u.Path, ":") || u.Fragment != "" || u.Opaque != "" {
 		return "[REDACTED]"
 	}
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if q := u.Query(); len(q) > 0 {
+		for k := range q {
+			if lk := strings.ToLower(k); lk == "password" || lk == "sslpassword" {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }

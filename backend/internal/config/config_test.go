@@ -115,3 +115,50 @@ func TestWebhookModeHTTPOnlyOffTelegram(t *testing.T) {
 		}
 	}
 }
+
+func TestEncryptionKeyAcceptsHexAndBase64(t *testing.T) {
+	const hexKey = "0707070707070707070707070707070707070707070707070707070707070707" // the same 32 bytes of 7
+	other := strings.Repeat("ab", 32)
+	c, err := Load(getenv(map[string]string{"ENCRYPTION_KEY": hexKey + ", " + key + "," + strings.ToUpper(other)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.EncryptionKeys) != 3 {
+		t.Fatalf("parsed %d keys, want 3", len(c.EncryptionKeys))
+	}
+	if string(c.EncryptionKeys[0]) != string(c.EncryptionKeys[1]) || c.EncryptionKeys[0][0] != 7 || len(c.EncryptionKeys[0]) != 32 {
+		t.Fatalf("hex and base64 of the same key differ: %x %x", c.EncryptionKeys[0], c.EncryptionKeys[1])
+	}
+	if c.EncryptionKeys[2][0] != 0xab {
+		t.Fatalf("upper-case hex key parsed as %x", c.EncryptionKeys[2])
+	}
+	for _, bad := range []string{hexKey[:62], hexKey + "07", "zz" + hexKey[2:], hexKey + ",short"} {
+		var ce *Error
+		if _, err := Load(getenv(map[string]string{"ENCRYPTION_KEY": bad})); !errors.As(err, &ce) || ce.Var != "ENCRYPTION_KEY" {
+			t.Errorf("ENCRYPTION_KEY=%q: got %v, want an ENCRYPTION_KEY error", bad, err)
+		}
+	}
+}
+
+func TestStringMasksDatabasePasswordEverywhere(t *testing.T) {
+	cases := []struct{ url, secret string }{
+		{"postgres://user:pgsecret@db:5432/x", "pgsecret"},
+		{"postgres://user@db:5432/x?sslmode=disable&password=qsecret", "qsecret"},
+		{"postgresql://user@db/x?sslpassword=keysecret", "keysecret"},
+		{"postgres://user:p@ss/w0rdsecret@db:5432/x", "w0rdsecret"}, // unescaped '/' and '@' in the password
+		{"postgres://user:pa#hashsecret@db/x", "hashsecret"},
+	}
+	for _, tc := range cases {
+		c, err := Load(getenv(map[string]string{"DATABASE_URL": tc.url, "ENCRYPTION_KEY": key}))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.url, err)
+		}
+		if s := c.String(); strings.Contains(s, tc.secret) {
+			t.Errorf("String() leaks %q: %s", tc.secret, s)
+		}
+	}
+	c, _ := Load(getenv(map[string]string{"DATABASE_URL": "postgres://user:pw@db:5432/x?sslmode=disable", "ENCRYPTION_KEY": key}))
+	if s := c.String(); !strings.Contains(s, "db:5432/x") || !strings.Contains(s, "sslmode=disable") {
+		t.Errorf("String() hides more than the password: %s", s)
+	}
+}

@@ -22,6 +22,7 @@ var (
 	ErrChatTaken      = errors.New("chat is linked to another account")
 	ErrNotConfigured  = errors.New("not configured")
 	ErrSchemaOutdated = errors.New("database schema is out of date")
+	ErrRateLimited    = errors.New("too many requests")
 )
 
 // Invalid wraps ErrInvalid with a message meant for the caller.

@@ -216,8 +216,13 @@ func TestInstallRejectsBadInput(t *testing.T) {
 			{"foreign referer", func(q url.Values) { q.Set("referer", "evil.example.com") }},
 			{"referer suffix trick", func(q url.Values) { q.Set("referer", "alpha.amocrm.ru.evil.com") }},
 			{"other integration", func(q url.Values) { q.Set("client_id", "00000000-0000-0000-0000-000000000000") }},
-			{"unknown state", func(q url.Values) { q.Set("state", "state") }},
-			{"forged state", func(q url.Values) { q.Set("state", "ad1.nonce.9999999999.deadbeefdeadbeefdeadbeefdeadbeef") }},
+			// With from_widget the state is amoCRM's own (TestInstallFromAmoCRMSettings);
+			// without it, it must be ours.
+			{"unknown state", func(q url.Values) { q.Del("from_widget"); q.Set("state", "state") }},
+			{"forged state", func(q url.Values) {
+				q.Del("from_widget")
+				q.Set("state", "ad1.nonce.9999999999.deadbeefdeadbeefdeadbeefdeadbeef")
+			}},
 			{"access denied", func(q url.Values) { q.Del("code"); q.Set("error", "access_denied") }},
 			{"missing code", func(q url.Values) { q.Del("code") }},
 		}
@@ -257,6 +262,7 @@ func TestInstallRejectsBadInput(t *testing.T) {
 
 		// A signed state from our own install page is accepted.
 		stated := e.amo.IssueInstall(accA.ID, b.Service().State())
+		stated.Query.Del("from_widget")
 		if status, body := get(t, b.URL+"/oauth/amocrm/callback?"+stated.Query.Encode()); status != 200 {
 			t.Fatalf("install with our state: %d %s", status, body)
 		}
@@ -267,11 +273,16 @@ func TestInstallRejectsBadInput(t *testing.T) {
 		// amoCRM webhooks: wrong secret, unknown account, garbage body.
 		hook := e.amo.Webhooks(accA.ID)[0].Destination
 		form := fmt.Sprintf("leads%%5Bstatus%%5D%%5B0%%5D%%5Bid%%5D=1&account%%5Bid%%5D=%d", accA.ID)
-		if s, _ := post(t, hook[:strings.LastIndex(hook, "/")+1]+"wrongsecret", "application/x-www-form-urlencoded", form); s != 401 {
-			t.Errorf("wrong webhook secret: %d", s)
+		wrongStatus, wrongBody := post(t, hook[:strings.LastIndex(hook, "/")+1]+"wrongsecret", "application/x-www-form-urlencoded", form)
+		if wrongStatus != 401 {
+			t.Errorf("wrong webhook secret: %d", wrongStatus)
 		}
-		if s, _ := post(t, fmt.Sprintf("%s/amocrm/webhook/%d/x", b.URL, 999), "application/x-www-form-urlencoded", form); s != 404 {
-			t.Errorf("unknown account: %d", s)
+		// An unknown or malformed account id answers exactly like a wrong
+		// secret: no oracle of which account ids are installed.
+		for _, acc := range []string{"999", "abc"} {
+			if s, body := post(t, b.URL+"/amocrm/webhook/"+acc+"/x", "application/x-www-form-urlencoded", form); s != wrongStatus || body != wrongBody {
+				t.Errorf("unknown account %s: %d %q, want %d %q like a wrong secret", acc, s, body, wrongStatus, wrongBody)
+			}
 		}
 		if s, _ := post(t, hook, "application/x-www-form-urlencoded", "%%%"); s != 400 {
 			t.Errorf("garbage body: %d", s)
@@ -289,8 +300,9 @@ func TestInstallRejectsBadInput(t *testing.T) {
 			t.Fatalf("genuine webhook: %d", s)
 		}
 
-		// Disable hook: forged signatures change nothing; the genuine one
-		// disables the account and deletes its tokens.
+		// Disable hook: forged signatures change nothing; the genuine one,
+		// sent by amoCRM after it revoked the tokens, disables the account
+		// and deletes its tokens.
 		sig := func(secret, account string) string {
 			m := hmac.New(sha256.New, []byte(secret))
 			m.Write([]byte(clientID + "|" + account))
@@ -311,9 +323,8 @@ func TestInstallRejectsBadInput(t *testing.T) {
 		if a, _ := b.Store().Account(ctx, accA.ID); a.Status != dispatch.AccountActive {
 			t.Fatalf("forged disconnect changed status to %s", a.Status)
 		}
-		q := url.Values{"client_uuid": {clientID}, "account_id": {id}, "signature": {sig(clientSecret, id)}}
-		if s, body := get(t, b.URL+"/oauth/amocrm/disconnect?"+q.Encode()); s != 200 {
-			t.Fatalf("genuine disconnect: %d %s", s, body)
+		if s, err := e.amo.SendDisconnect(accA.ID, b.URL+"/oauth/amocrm/disconnect"); s != 200 || err != nil {
+			t.Fatalf("genuine disconnect: %d %v", s, err)
 		}
 		if a, _ := b.Store().Account(ctx, accA.ID); a.Status != dispatch.AccountDisabled {
 			t.Fatalf("after disconnect: %s", a.Status)

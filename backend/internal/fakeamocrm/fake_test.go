@@ -2,12 +2,16 @@ package fakeamocrm
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -1186,5 +1190,71 @@ func TestConcurrentUse(t *testing.T) {
 		if d.StatusCode != 200 {
 			t.Fatalf("%+v", d)
 		}
+	}
+}
+
+// The install redirect has the shape of the captured real one
+// (samples/amocrm/oauth_install_redirect_get_params…): a long lowercase-hex
+// code starting def50200, from_widget, platform and referer.
+func TestInstallRedirectShape(t *testing.T) {
+	f := newFixture(t, Options{})
+	hexCode := regexp.MustCompile(`^def50200[0-9a-f]{898}$`)
+	for _, tc := range []struct {
+		acc               int64
+		referer, platform string
+	}{{accA, "alpha.amocrm.ru", "1"}, {accB, "beta.kommo.com", "2"}} {
+		in := f.s.IssueInstall(tc.acc, "state")
+		q := in.Query
+		if !hexCode.MatchString(in.Code) || q.Get("code") != in.Code {
+			t.Errorf("account %d: code %q is not a def50200… hex code", tc.acc, in.Code)
+		}
+		if q.Get("referer") != tc.referer || q.Get("platform") != tc.platform || q.Get("from_widget") != "1" ||
+			q.Get("state") != "state" || q.Get("client_id") != f.s.opts.ClientID {
+			t.Errorf("account %d: redirect query %v", tc.acc, q)
+		}
+		if r := f.token(f.codeForm(in.Code), true); r.status != 200 {
+			t.Fatalf("account %d: exchange %d %s", tc.acc, r.status, r.body)
+		}
+		if r := f.token(f.codeForm(in.Code), true); r.status != 400 {
+			t.Fatalf("account %d: a used code answered %d, want 400", tc.acc, r.status)
+		}
+	}
+}
+
+// Disabling the integration in amoCRM revokes the account's tokens before the
+// hook is sent, so a backend asking amoCRM about them meanwhile sees 401.
+func TestDisconnectHookRevokesTokens(t *testing.T) {
+	f := newFixture(t, Options{})
+	pair := f.s.IssueTokens(accA)
+	type seen struct {
+		query     url.Values
+		ua        string
+		tokenGone bool
+	}
+	got := make(chan seen, 1)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gone := f.do(pair.AccessToken, "GET", "/api/v4/account", nil).status == 401
+		got <- seen{r.URL.Query(), r.UserAgent(), gone}
+	}))
+	defer hook.Close()
+	status, err := f.s.SendDisconnect(accA, hook.URL+"/oauth/amocrm/disconnect")
+	if err != nil || status != 200 {
+		t.Fatalf("SendDisconnect: %d %v", status, err)
+	}
+	s := <-got
+	mac := hmac.New(sha256.New, []byte(f.s.opts.ClientSecret))
+	mac.Write([]byte(f.s.opts.ClientID + "|" + fmt.Sprint(accA)))
+	if s.query.Get("signature") != hex.EncodeToString(mac.Sum(nil)) || s.query.Get("client_uuid") != f.s.opts.ClientID ||
+		s.query.Get("account_id") != fmt.Sprint(accA) || s.ua != "amoService-oAuth-Code-Sender/1.0" {
+		t.Fatalf("hook request: %v UA %q", s.query, s.ua)
+	}
+	if !s.tokenGone {
+		t.Fatal("the access token still worked while the hook was being delivered")
+	}
+	if r := f.token(f.refreshForm(pair.RefreshToken), true); r.status != 401 {
+		t.Fatalf("refresh after disconnect: %d", r.status)
+	}
+	if f.do(f.tokB, "GET", "/api/v4/account", nil).status != 200 {
+		t.Fatal("disconnecting A revoked B")
 	}
 }

@@ -72,7 +72,9 @@ func (s *Server) IssueInstall(accountID int64, state string) Install {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	acc := s.mustAccount(accountID)
-	code := "def50200" + randHex(96)
+	// The length of the captured real code (906 characters): the backend
+	// bounds codes by length, and a short fake one would hide a bound too tight.
+	code := "def50200" + randHex(449)
 	s.codes[code] = &authCode{accountID: accountID, expires: s.now().Add(CodeTTL)}
 	platform := "1"
 	if acc.kommo {

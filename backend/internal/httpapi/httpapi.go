@@ -23,6 +23,7 @@ type Installer interface {
 	Disconnect(ctx context.Context, clientUUID, accountID, signature string) error
 	AcceptWebhook(ctx context.Context, accountID, secret string, body []byte) error
 	State() string
+	PageProof(accountID int64) string
 }
 
 // Telegram is the part of the bot the webhook route and the install page use.
@@ -42,7 +43,10 @@ type Deps struct {
 	Widget          WidgetAPI // nil when amoCRM is not configured
 	Ready           func(ctx context.Context) error
 	AmoClientID     string
-	Log             *slog.Logger
+	// SecureCookies marks cookies Secure: PUBLIC_URL is https, even when TLS
+	// ends at a proxy in front of us.
+	SecureCookies bool
+	Log           *slog.Logger
 }
 
 // New builds the fiber app that main serves and tests drive.
@@ -104,8 +108,10 @@ func (h *handlers) ready(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	if err := h.d.Ready(ctx); err != nil {
+		// The database's error names hosts, users and schema: it goes to the
+		// log, and the unauthenticated probe learns only that we are not ready.
 		h.d.Log.Warn("not ready", "err", err)
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready", "error": err.Error()})
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "not ready"})
 	}
 	return c.JSON(fiber.Map{"status": "ready"})
 }
@@ -170,6 +176,8 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, msg = fiber.StatusUnauthorized, "unauthorized"
 		case errors.Is(err, dispatch.ErrNotFound):
 			status, msg = fiber.StatusNotFound, "not found"
+		case errors.Is(err, dispatch.ErrRateLimited):
+			status, msg = fiber.StatusTooManyRequests, "too many requests"
 		case errors.Is(err, dispatch.ErrAccountOff):
 			status, msg = fiber.StatusGone, "the integration is disabled for this account"
 		case errors.Is(err, dispatch.ErrConflict), errors.Is(err, dispatch.ErrChatTaken):

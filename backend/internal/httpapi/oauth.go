@@ -5,6 +5,8 @@ import (
 	"errors"
 	"html/template"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -54,31 +56,61 @@ func (h *handlers) renderPage(c *fiber.Ctx, status int, p page) error {
 	return c.Status(status).Send(buf.Bytes())
 }
 
+// installCookie lets the browser that completed an install see its
+// confirmation page again on reload (see service.PageProof).
+const installCookie = "amodispatch_install"
+
 func (h *handlers) oauthCallback(c *fiber.Ctx) error {
 	lang := i18n.Lang(c.Get(fiber.HeaderAcceptLanguage))
-	if h.d.Installer == nil {
-		return h.renderPage(c, fiber.StatusServiceUnavailable, page{Lang: lang, Title: i18n.T(lang, "install.failed"), Message: i18n.T(lang, "error.notconfig")})
+	fail := func(status int, msg, detail string) error {
+		return h.renderPage(c, status, page{Lang: lang, Title: i18n.T(lang, "install.failed"), Message: msg, Detail: detail})
 	}
-	if c.Query("error") != "" {
-		return h.renderPage(c, fiber.StatusBadRequest, page{Lang: lang, Title: i18n.T(lang, "install.failed"),
-			Message: i18n.T(lang, "install.denied"), Detail: i18n.T(lang, "install.again")})
+	if h.d.Installer == nil {
+		return fail(fiber.StatusServiceUnavailable, i18n.T(lang, "error.notconfig"), "")
+	}
+	// referer is the caller's claim; it is logged as a host and never with
+	// the code, the state or the client secret.
+	refused := func(reason string) {
+		h.d.Log.Warn("install refused", "referer_host", refererHost(c.Query("referer")), "reason", reason,
+			"from_widget", c.Query("from_widget") != "", "client_addr", c.IP())
+	}
+	if e := c.Query("error"); e != "" {
+		refused("amoCRM reported " + truncate(e, 40))
+		return fail(fiber.StatusBadRequest, i18n.T(lang, "install.denied"), i18n.T(lang, "install.again"))
 	}
 	acc, err := h.d.Installer.Install(c.UserContext(), service.InstallRequest{
 		Code: c.Query("code"), Referer: c.Query("referer"), State: c.Query("state"),
 		ClientID: c.Query("client_id"), FromWidget: c.Query("from_widget") != "",
+		ClientAddr: c.IP(), PageProof: c.Cookies(installCookie),
 	})
 	if err != nil {
-		status, msg := fiber.StatusInternalServerError, i18n.T(lang, "error.internal")
 		switch {
+		case errors.Is(err, dispatch.ErrRateLimited):
+			refused(err.Error())
+			c.Set(fiber.HeaderRetryAfter, "60")
+			return fail(fiber.StatusTooManyRequests, i18n.T(lang, "install.busy"), "")
+		case errors.Is(err, service.ErrBadState):
+			refused(err.Error())
+			return fail(fiber.StatusBadRequest, i18n.T(lang, "install.state"), "")
+		case errors.Is(err, service.ErrCodeRefused):
+			refused(err.Error())
+			return fail(fiber.StatusBadRequest, i18n.T(lang, "install.bad", err.Error()), i18n.T(lang, "install.used"))
 		case errors.Is(err, dispatch.ErrInvalid):
-			status, msg = fiber.StatusBadRequest, i18n.T(lang, "install.bad", err.Error())
+			refused(err.Error())
+			return fail(fiber.StatusBadRequest, i18n.T(lang, "install.bad", err.Error()), i18n.T(lang, "install.again"))
 		case errors.Is(err, dispatch.ErrNotConfigured):
-			status, msg = fiber.StatusServiceUnavailable, i18n.T(lang, "error.notconfig")
+			return fail(fiber.StatusServiceUnavailable, i18n.T(lang, "error.notconfig"), "")
 		default:
-			h.d.Log.Error("install failed", "err", err)
+			h.d.Log.Error("install failed", "referer_host", refererHost(c.Query("referer")), "err", err)
+			return fail(fiber.StatusInternalServerError, i18n.T(lang, "error.internal"), i18n.T(lang, "install.again"))
 		}
-		return h.renderPage(c, status, page{Lang: lang, Title: i18n.T(lang, "install.failed"), Message: msg, Detail: i18n.T(lang, "install.again")})
 	}
+	c.Cookie(&fiber.Cookie{
+		Name: installCookie, Value: h.d.Installer.PageProof(acc.ID), Path: "/oauth/amocrm/callback",
+		MaxAge: int(30 * time.Minute / time.Second), HTTPOnly: true, Secure: c.Protocol() == "https" || h.d.SecureCookies,
+		// Lax still sends it on amoCRM's top-level redirect and on a reload.
+		SameSite: fiber.CookieSameSiteLaxMode,
+	})
 	lang = i18n.Lang(acc.Language)
 	p := page{Lang: lang, OK: true, Title: i18n.T(lang, "install.title"), Message: i18n.T(lang, "install.ok", acc.Name),
 		Next: i18n.T(lang, "install.next"), Button: i18n.T(lang, "install.button"), CodeHint: i18n.T(lang, "install.code"),
@@ -95,4 +127,20 @@ func (h *handlers) oauthCallback(c *fiber.Ctx) error {
 		}
 	}
 	return h.renderPage(c, fiber.StatusOK, p)
+}
+
+// refererHost is the host part of the referer parameter, bounded, for logs.
+func refererHost(referer string) string {
+	r := strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(referer)), "https://"), "http://")
+	if i := strings.IndexAny(r, "/?# "); i >= 0 {
+		r = r[:i]
+	}
+	return truncate(r, 100)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -109,6 +109,23 @@ func (b *Box) NeedsRotation(sealed string) bool {
 	return !strings.HasPrefix(sealed, prefix+b.keys[0].id+":")
 }
 
+// ParseKey reads a 32-byte key written as 64 hex characters (openssl rand
+// -hex 32) or as standard base64 (openssl rand -base64 32). The two cannot be
+// confused: 64 hex characters are 48 bytes in base64, never 32.
+func ParseKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if len(s) == 64 {
+		if k, err := hex.DecodeString(s); err == nil {
+			return k, nil
+		}
+	}
+	k, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(k) != 32 {
+		return nil, errors.New("not a 32-byte key: give 64 hex characters (openssl rand -hex 32) or base64 of 32 bytes (openssl rand -base64 32)")
+	}
+	return k, nil
+}
+
 // LoadOrCreateKeyFile returns the key stored in dir/encryption.key, creating it
 // (mode 0600) on first run. It serves the zero-setup SQLite install only; a
 // shared PostgreSQL deployment must pass ENCRYPTION_KEY.
@@ -116,9 +133,9 @@ func LoadOrCreateKeyFile(dir string) ([]byte, bool, error) {
 	path := filepath.Join(dir, "encryption.key")
 	data, err := os.ReadFile(path)
 	if err == nil {
-		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
-		if err != nil || len(k) != 32 {
-			return nil, false, fmt.Errorf("secret: %s is not base64 of 32 bytes", path)
+		k, err := ParseKey(string(data))
+		if err != nil {
+			return nil, false, fmt.Errorf("secret: %s: %w", path, err)
 		}
 		return k, false, nil
 	}

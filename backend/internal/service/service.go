@@ -46,6 +46,8 @@ type Service struct {
 
 	refreshMu sync.Map // account id → *sync.Mutex: one refresh per account in this process
 
+	exchanges *exchangeLimiter
+
 	intake   func(ctx context.Context, accountID int64, body []byte) error
 	accounts sync.Map // account id → cachedAccount, for webhook authentication
 }
@@ -54,7 +56,7 @@ func New(cfg Config, db *store.DB, amo *amocrm.Client, log *slog.Logger, now fun
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: cfg, db: db, amo: amo, log: log, now: now, owner: "proc-" + secret.Token(8)}
+	return &Service{cfg: cfg, db: db, amo: amo, log: log, now: now, owner: "proc-" + secret.Token(8), exchanges: newExchangeLimiter()}
 }
 
 // Owner is this process's identity in leases.
@@ -66,7 +68,15 @@ var WebhookSettings = []string{"add_lead", "status_lead", "update_lead", "delete
 // ExecutorFieldCode marks the deal custom field that holds the executor.
 const ExecutorFieldCode = "AMODISPATCH_EXECUTOR"
 
-// InstallRequest is what amoCRM passes to the OAuth redirect URI.
+// Reasons an install is refused, for the page that explains it; each is
+// also dispatch.ErrInvalid.
+var (
+	ErrCodeRefused = errors.New("amoCRM refused the authorization code")
+	ErrBadState    = errors.New("state not issued by this server")
+)
+
+// InstallRequest is what amoCRM passes to the OAuth redirect URI, plus what
+// the HTTP edge knows of the caller.
 type InstallRequest struct {
 	Code       string
 	Referer    string
@@ -74,38 +84,59 @@ type InstallRequest struct {
 	ClientID   string
 	FromWidget bool
 	Error      string
+	// ClientAddr keys the limit of code exchanges per caller.
+	ClientAddr string
+	// PageProof is what PageProof gave this browser after an earlier install.
+	PageProof string
 }
 
 // Install exchanges the authorization code at the account's own host, reads
 // the account, stores it with its tokens and runs the post-install setup.
-// Nothing is stored unless amoCRM accepted the code.
+// Nothing is stored unless amoCRM accepted the code and the account it names
+// is the one at referer.
+//
+// State: amoCRM's own post-install redirect carries from_widget and a state
+// of its choosing (the literal "state" in captured redirects), so with
+// from_widget the state is not ours to check, as in amoCRM's PHP library.
+// Without from_widget the install began on our /oauth/amocrm/install page and
+// a state must be one we signed; a redirect with no state at all is accepted.
 func (s *Service) Install(ctx context.Context, req InstallRequest) (dispatch.Account, error) {
 	if s.amo == nil {
 		return dispatch.Account{}, fmt.Errorf("amoCRM integration: %w", dispatch.ErrNotConfigured)
 	}
 	if req.Error != "" {
-		return dispatch.Account{}, dispatch.Invalid("amoCRM reported %q", req.Error)
+		return dispatch.Account{}, dispatch.Invalid("amoCRM reported %q", truncate(req.Error, 40))
 	}
 	if req.Code == "" {
 		return dispatch.Account{}, dispatch.Invalid("missing code")
 	}
+	if !plausibleCode(req.Code) {
+		return dispatch.Account{}, dispatch.Invalid("code is not an amoCRM authorization code")
+	}
 	if req.ClientID != "" && subtle.ConstantTimeCompare([]byte(req.ClientID), []byte(s.cfg.ClientID)) != 1 {
 		return dispatch.Account{}, dispatch.Invalid("client_id does not belong to this integration")
 	}
-	if req.State != "" {
+	if req.State != "" && !req.FromWidget {
 		if err := s.checkState(req.State); err != nil {
-			return dispatch.Account{}, err
+			return dispatch.Account{}, fmt.Errorf("%w: %w", ErrBadState, err)
 		}
 	}
 	domain, err := amocrm.NormalizeDomain(req.Referer)
 	if err != nil {
 		return dispatch.Account{}, dispatch.Invalid("referer is not an amoCRM or Kommo account host")
 	}
+	if !s.exchanges.allow(req.ClientAddr, s.now()) {
+		return dispatch.Account{}, fmt.Errorf("install callback: code exchanges: %w", dispatch.ErrRateLimited)
+	}
 	tok, err := s.amo.ExchangeCode(ctx, domain, req.Code)
 	if err != nil {
 		var ae *amocrm.Error
 		if errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 {
-			return dispatch.Account{}, dispatch.Invalid("amoCRM rejected the authorization code (%d %s)", ae.StatusCode, ae.Title)
+			if a, ok := s.installedBefore(ctx, req.PageProof, domain); ok {
+				// The admin reloaded the confirmation page: its code is spent.
+				return a, nil
+			}
+			return dispatch.Account{}, fmt.Errorf("%w: %w", ErrCodeRefused, dispatch.Invalid("amoCRM rejected the authorization code (%d %s)", ae.StatusCode, truncate(ae.Title, 80)))
 		}
 		return dispatch.Account{}, fmt.Errorf("exchange code at %s: %w", domain, err)
 	}
@@ -117,11 +148,14 @@ func (s *Service) Install(ctx context.Context, req InstallRequest) (dispatch.Acc
 	if acc.ID == 0 {
 		return dispatch.Account{}, fmt.Errorf("read account at %s: amoCRM returned no account id", domain)
 	}
-	sub := acc.Subdomain
-	if sub == "" {
-		sub, _, _ = strings.Cut(domain, ".")
+	// The host we were sent to must be the account's own: a proxy or a
+	// mix-up there would otherwise file one account's tokens under another's
+	// host, where its widget and CORS look them up.
+	sub, _, _ := strings.Cut(domain, ".")
+	if !strings.EqualFold(acc.Subdomain, sub) {
+		return dispatch.Account{}, dispatch.Invalid("amoCRM's account %d is %q, not the referer's %q", acc.ID, truncate(acc.Subdomain, 63), sub)
 	}
-	account, err := s.db.SaveInstallation(ctx, store.Installation{
+	account, displaced, err := s.db.SaveInstallation(ctx, store.Installation{
 		ID: acc.ID, Subdomain: sub, Domain: domain, Name: acc.Name, Language: acc.Language, Currency: cmp.Or(acc.Currency, "RUB"),
 		Tokens: dispatch.Tokens{Access: dispatch.Secret(tok.AccessToken), Refresh: dispatch.Secret(tok.RefreshToken), ExpiresAt: tok.ExpiresAt},
 	})
@@ -129,12 +163,37 @@ func (s *Service) Install(ctx context.Context, req InstallRequest) (dispatch.Acc
 		return dispatch.Account{}, err
 	}
 	s.forgetAccount(account.ID)
+	for _, old := range displaced {
+		s.forgetAccount(old)
+		s.log.Warn("an older account held this domain; it is switched off", "account_id", old, "domain", domain, "new_account_id", account.ID)
+	}
 	s.log.Info("account installed", "account_id", account.ID, "domain", domain)
 	if err := s.Setup(ctx, account.ID); err != nil {
 		// The account is installed; setup is retried in the background.
 		s.log.Warn("account setup failed, will retry", "account_id", account.ID, "err", err)
 	}
 	return s.db.Account(ctx, account.ID)
+}
+
+// installedBefore finds the active account a page proof names, if the proof
+// is valid and the account lives at domain.
+func (s *Service) installedBefore(ctx context.Context, proof, domain string) (dispatch.Account, bool) {
+	id, ok := s.checkPageProof(proof)
+	if !ok {
+		return dispatch.Account{}, false
+	}
+	a, err := s.db.Account(ctx, id)
+	if err != nil || a.Status != dispatch.AccountActive || a.Domain != domain {
+		return dispatch.Account{}, false
+	}
+	return a, true
+}
+
+func truncate(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	return v[:n] + "…"
 }
 
 type staticToken string
@@ -241,7 +300,9 @@ func (s *Service) RetrySetups(ctx context.Context) {
 
 // Disconnect handles amoCRM's hook for an account that switched the
 // integration off. The signature is hex HMAC-SHA256 of "client_id|account_id"
-// keyed with the client secret, compared in constant time.
+// keyed with the client secret, compared in constant time. Because that
+// signature is the same for every call, the account is switched off only once
+// amoCRM confirms it refuses the account's tokens.
 func (s *Service) Disconnect(ctx context.Context, clientUUID, accountID, signature string) error {
 	if s.amo == nil {
 		return fmt.Errorf("amoCRM integration: %w", dispatch.ErrNotConfigured)
@@ -257,12 +318,53 @@ func (s *Service) Disconnect(ctx context.Context, clientUUID, accountID, signatu
 	if err != nil || !hmac.Equal(got, want) || subtle.ConstantTimeCompare([]byte(clientUUID), []byte(s.cfg.ClientID)) != 1 {
 		return fmt.Errorf("disconnect hook: bad signature: %w", dispatch.ErrUnauthorized)
 	}
+	off, err := s.tokensRefused(ctx, id)
+	if err != nil {
+		// Unconfirmed, nothing changes. A 5xx lets amoCRM retry if it does;
+		// if it does not, a truly revoked token is found at its next use and
+		// the account is marked revoked then.
+		return fmt.Errorf("disconnect hook for account %d: confirm with amoCRM: %w", id, err)
+	}
+	if !off {
+		// The signature never changes for an account, and the hook is a GET
+		// that proxies log: this is a replay, e.g. after a reinstall.
+		s.log.Warn("disconnect hook ignored: amoCRM still accepts the account's token", "account_id", id)
+		return nil
+	}
 	if err := s.db.SetAccountStatus(ctx, id, dispatch.AccountDisabled); err != nil {
 		return err
 	}
 	s.forgetAccount(id)
 	s.log.Info("account disabled the integration", "account_id", id)
 	return nil
+}
+
+// tokensRefused asks amoCRM whether the account's stored token still works.
+// The call goes through the account's API client, under its rate limit, and
+// refreshes once on a 401; a refused refresh marks the account revoked.
+func (s *Service) tokensRefused(ctx context.Context, id int64) (bool, error) {
+	a, err := s.db.Account(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if a.Status != dispatch.AccountActive {
+		return true, nil // no tokens left to check: it is off already
+	}
+	api, err := s.API(ctx, id)
+	if errors.Is(err, dispatch.ErrAccountOff) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = api.GetAccount(ctx)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, dispatch.ErrAccountOff), errors.Is(err, amocrm.ErrUnauthorized):
+		return true, nil
+	}
+	return false, err
 }
 
 // State issues a signed OAuth state for an install started from our own page.

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -17,12 +18,18 @@ const MaxWebhookBody = 1 << 20
 // AcceptWebhook authenticates an amoCRM webhook delivery by the account's
 // secret and stores it durably. It returns only after the event is stored, so
 // answering 2xx afterwards never loses an event.
+//
+// An unknown account is answered exactly like a wrong secret: a different
+// answer would let anyone enumerate which account ids use the product.
 func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam string, body []byte) error {
 	id, err := strconv.ParseInt(accountIDParam, 10, 64)
 	if err != nil || id <= 0 {
-		return fmt.Errorf("webhook: %w", dispatch.ErrNotFound)
+		return fmt.Errorf("webhook: malformed account id: %w", dispatch.ErrUnauthorized)
 	}
 	a, err := s.webhookAccount(ctx, id)
+	if errors.Is(err, dispatch.ErrNotFound) {
+		return fmt.Errorf("webhook for unknown account %d: %w", id, dispatch.ErrUnauthorized)
+	}
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}

@@ -67,18 +67,39 @@ type Installation struct {
 // SaveInstallation creates the account or, on a reinstall, updates the same
 // row: tokens replaced, status active again, link code and webhook secret kept
 // so chats and the subscribed webhook URL stay valid.
-func (db *DB) SaveInstallation(ctx context.Context, in Installation) (dispatch.Account, error) {
+//
+// A domain belongs to one live account: another row still active (or
+// revoked) at the same domain is an account deleted in amoCRM whose
+// subdomain was taken by this one. It is disabled in the same transaction,
+// its tokens deleted, and its id returned in displaced; otherwise lookups by
+// domain (CORS, the widget) could pick either.
+func (db *DB) SaveInstallation(ctx context.Context, in Installation) (_ dispatch.Account, displaced []int64, _ error) {
 	access, err := db.box.Seal(in.Tokens.Access.Reveal(), aad(in.ID, "access"))
 	if err != nil {
-		return dispatch.Account{}, err
+		return dispatch.Account{}, nil, err
 	}
 	refresh, err := db.box.Seal(in.Tokens.Refresh.Reveal(), aad(in.ID, "refresh"))
 	if err != nil {
-		return dispatch.Account{}, err
+		return dispatch.Account{}, nil, err
 	}
 	now := db.utcNow()
 	var out accountRow
 	err = db.transaction(ctx, func(tx *gorm.DB) error {
+		displaced = nil
+		live := []dispatch.AccountStatus{dispatch.AccountActive, dispatch.AccountRevoked}
+		if err := tx.Model(&accountRow{}).Where("domain = ? AND id <> ? AND status IN ?", in.Domain, in.ID, live).
+			Order("id").Pluck("id", &displaced).Error; err != nil {
+			return err
+		}
+		if len(displaced) > 0 {
+			err := tx.Model(&accountRow{}).Where("id IN ? AND status IN ?", displaced, live).Updates(map[string]any{
+				"status": string(dispatch.AccountDisabled), "access_token_enc": "", "refresh_token_enc": "",
+				"token_expires_at": 0, "disabled_at": now, "updated_at": now,
+			}).Error
+			if err != nil {
+				return err
+			}
+		}
 		var existing accountRow
 		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", in.ID).Take(&existing).Error
 		switch {
@@ -109,9 +130,10 @@ func (db *DB) SaveInstallation(ctx context.Context, in Installation) (dispatch.A
 		return tx.Save(&out).Error
 	})
 	if err != nil {
-		return dispatch.Account{}, translate(err, "save installation")
+		return dispatch.Account{}, nil, translate(err, "save installation")
 	}
-	return db.toAccount(out)
+	a, err := db.toAccount(out)
+	return a, displaced, err
 }
 
 // Account returns one account by id, whatever its status.

@@ -25,7 +25,7 @@ var (
 // copied into the wrong row would show.
 func installTokens(t *testing.T, db *store.DB, id int64) dispatch.Account {
 	t.Helper()
-	a, err := db.SaveInstallation(context.Background(), store.Installation{
+	a, _, err := db.SaveInstallation(context.Background(), store.Installation{
 		ID: id, Subdomain: fmt.Sprint("acc", id), Domain: fmt.Sprintf("acc%d.amocrm.ru", id),
 		Tokens: dispatch.Tokens{Access: dispatch.Secret(fmt.Sprint("access-", id)), Refresh: dispatch.Secret(fmt.Sprint("refresh-", id)),
 			ExpiresAt: time.Now().Add(time.Hour)},

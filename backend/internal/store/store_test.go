@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,8 +16,8 @@ import (
 
 func install(t *testing.T, db *store.DB, id int64) dispatch.Account {
 	t.Helper()
-	a, err := db.SaveInstallation(context.Background(), store.Installation{
-		ID: id, Subdomain: "acc", Domain: "acc.amocrm.ru", Name: "Acc", Language: "ru",
+	a, _, err := db.SaveInstallation(context.Background(), store.Installation{
+		ID: id, Subdomain: fmt.Sprint("acc", id), Domain: fmt.Sprintf("acc%d.amocrm.ru", id), Name: "Acc", Language: "ru",
 		Tokens: dispatch.Tokens{Access: "access-1", Refresh: "refresh-1", ExpiresAt: time.Now().Add(time.Hour)},
 	})
 	if err != nil {
@@ -39,7 +40,7 @@ func TestAccountsAndTokens(t *testing.T) {
 		}
 
 		// A reinstall keeps link code and webhook secret, replaces tokens.
-		again, err := db.SaveInstallation(ctx, store.Installation{ID: 42, Subdomain: "acc", Domain: "acc.amocrm.ru",
+		again, _, err := db.SaveInstallation(ctx, store.Installation{ID: 42, Subdomain: "acc42", Domain: "acc42.amocrm.ru",
 			Tokens: dispatch.Tokens{Access: "access-2", Refresh: "refresh-2", ExpiresAt: time.Now().Add(time.Hour)}})
 		if err != nil {
 			t.Fatal(err)
@@ -191,6 +192,45 @@ func TestLeases(t *testing.T) {
 		mu.Unlock()
 		if ok, _ := db.AcquireLease(ctx, "poller", "b", time.Second); !ok {
 			t.Fatal("b could not take an expired lease")
+		}
+	})
+}
+
+func TestOneLiveAccountPerDomain(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := dbtest.Open(t, kind, nil)
+		save := func(id int64) []int64 {
+			t.Helper()
+			_, displaced, err := db.SaveInstallation(ctx, store.Installation{ID: id, Subdomain: "shop", Domain: "shop.amocrm.ru",
+				Tokens: dispatch.Tokens{Access: "access", Refresh: "refresh", ExpiresAt: time.Now().Add(time.Hour)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return displaced
+		}
+		install(t, db, 7) // another domain: untouched throughout
+		if d := save(10); len(d) != 0 {
+			t.Fatalf("first install displaced %v", d)
+		}
+		if d := save(10); len(d) != 0 {
+			t.Fatalf("a reinstall displaced %v", d)
+		}
+		// Account 10 was deleted in amoCRM; account 11 got its subdomain.
+		if d := save(11); len(d) != 1 || d[0] != 10 {
+			t.Fatalf("displaced = %v, want [10]", d)
+		}
+		if old, _ := db.Account(ctx, 10); old.Status != dispatch.AccountDisabled {
+			t.Fatalf("older account is %s, want disabled", old.Status)
+		}
+		if _, err := db.Tokens(ctx, 10); !errors.Is(err, dispatch.ErrAccountOff) {
+			t.Fatalf("older account's tokens: %v", err)
+		}
+		if a, err := db.AccountByDomain(ctx, "shop.amocrm.ru"); err != nil || a.ID != 11 {
+			t.Fatalf("by domain = %d, %v; want 11", a.ID, err)
+		}
+		if a, _ := db.Account(ctx, 7); a.Status != dispatch.AccountActive {
+			t.Fatalf("account of another domain is %s", a.Status)
 		}
 	})
 }
