@@ -112,6 +112,10 @@ func TestWidgetAdminOnly(t *testing.T) {
 			t.Fatalf("state after the rotation: %v", st["bot"])
 		}
 
+		if strings.Contains(e.logs.String(), newCode) {
+			t.Fatal("the new link code is in the backend's logs")
+		}
+
 		// Over Telegram: the old code links nothing, the new one links.
 		oldGroup, newGroup := e.tg.NewGroup("Lima: old code"), e.tg.NewGroup("Lima: new code")
 		e.tg.AddBotToGroup(oldGroup.ID, ta.boss, ta.code)
