@@ -138,7 +138,7 @@ func account(c *fiber.Ctx) dispatch.Account { return c.Locals(localAccount).(dis
 func user(c *fiber.Ctx) int64 { return c.Locals(localUser).(int64) }
 
 // adminOnly lets only the account's admins through (403 for anyone else,
-// before the body is read, so a refused call changes nothing).
+// before the body is parsed, so a refused call changes nothing).
 func (h *handlers) adminOnly(c *fiber.Ctx) error {
 	if err := h.d.Widget.RequireAdmin(c.UserContext(), account(c), user(c)); err != nil {
 		return err
