@@ -20,6 +20,8 @@ define(['jquery'], function ($) {
       if (xhr.status === 401 || xhr.status === 404) { return t('ui.errors.not_installed'); }
       // 410: amoCRM revoked the account's tokens; a reinstall brings it back.
       if (xhr.status === 410) { return t('ui.errors.revoked'); }
+      // 403: a manager's token on an admin's route (settings, the link code).
+      if (xhr.status === 403) { return t('ui.errors.forbidden'); }
       if (xhr.status === 400 || xhr.status === 422) { return t('ui.errors.invalid', { error: err || xhr.status }); }
       return t('ui.errors.server', { error: err || xhr.status });
     }
@@ -43,6 +45,7 @@ define(['jquery'], function ($) {
     return {
       state: function () { return call('GET', '/state'); },
       saveSettings: function (s) { return call('PUT', '/settings', s); },
+      rotateLinkCode: function () { return call('POST', '/link-code/rotate'); },
       deal: function (id) { return call('GET', '/deals/' + encodeURIComponent(id)); },
       setDealChat: function (id, chatID) { return call('PUT', '/deals/' + encodeURIComponent(id) + '/chat', { chat_id: chatID }); },
       dealAction: function (id, action) { return call('POST', '/deals/' + encodeURIComponent(id) + '/' + action); }

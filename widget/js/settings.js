@@ -1,6 +1,8 @@
 // The settings modal (a pointer to the advanced page) and the advanced
 // settings page: linked chats, per-pipeline rules, order fields, executor
 // mapping and the language of posts. Save → PUT /api/widget/settings.
+// Only account admins get the form; the backend refuses anyone else (403),
+// so a manager is told so instead of being shown a form that cannot save.
 define(['jquery'], function ($) {
   'use strict';
   return function (ctx, tpl) {
@@ -69,7 +71,7 @@ define(['jquery'], function ($) {
           $root.html('<p class="amodispatch-muted">' + tpl.esc(t('ui.common.loading')) + '</p>');
           api.state().then(function (st) {
             state = st;
-            $root.html(tpl.advanced(st));
+            $root.html(st.is_admin ? tpl.advanced(st) : tpl.managerOnly(st));
             $root.attr('data-amodispatch-ready', '1');
           }, function (msg) {
             $root.html(tpl.failure(msg));
@@ -86,6 +88,17 @@ define(['jquery'], function ($) {
           }, function (msg) {
             status($root, msg, true);
           }).always(function () { $btn.prop('disabled', false); });
+        });
+        $root.on('click' + NS, '.amodispatch-rotate-code', function () {
+          var $btn = $(this).prop('disabled', true);
+          api.rotateLinkCode().then(function (r) {
+            state.bot = r.bot;
+            $root.find('.amodispatch-chats').replaceWith(tpl.chats(state));
+            $root.find('.amodispatch-code-status').removeClass('amodispatch-status--error').text(t('ui.advanced.code_rotated'));
+          }, function (msg) {
+            $btn.prop('disabled', false);
+            $root.find('.amodispatch-code-status').addClass('amodispatch-status--error').text(msg);
+          });
         });
         load();
         return { destroy: function () { $root.off(NS); $host.empty(); } };

@@ -17,7 +17,9 @@ define([], function () {
   }
 
   return function (t) {
-    function chats(st) {
+    // chats lists the linked groups; with links (an admin's page) also the
+    // bot's deep link, the /link command and the button that changes the code.
+    function chats(st, withLinks) {
       var h = '<section class="amodispatch-section amodispatch-chats"><h3 class="amodispatch-h">' + esc(t('ui.advanced.chats_title')) + '</h3>';
       if (!st.chats || !st.chats.length) {
         h += '<p class="amodispatch-muted amodispatch-no-chats">' + esc(t('ui.advanced.no_chats')) + '</p>';
@@ -32,10 +34,16 @@ define([], function () {
         }
         h += '</ul>';
       }
+      if (!withLinks) {
+        return h + '</section>';
+      }
       if (st.bot) {
         h += '<p><a class="amodispatch-button amodispatch-startgroup" target="_blank" rel="noopener" href="' + esc(st.bot.startgroup_url) + '">' +
           esc(t('ui.advanced.link_button')) + '</a></p>' +
-          '<p class="amodispatch-muted">' + esc(t('ui.advanced.link_command')) + ' <code class="amodispatch-link-command">' + esc(st.bot.link_command) + '</code></p>';
+          '<p class="amodispatch-muted">' + esc(t('ui.advanced.link_command')) + ' <code class="amodispatch-link-command">' + esc(st.bot.link_command) + '</code></p>' +
+          '<p><button type="button" class="amodispatch-button amodispatch-rotate-code">' + esc(t('ui.advanced.rotate_code')) + '</button> ' +
+          '<span class="amodispatch-muted">' + esc(t('ui.advanced.rotate_hint')) + '</span>' +
+          '<span class="amodispatch-code-status" role="status"></span></p>';
       } else {
         h += '<p class="amodispatch-muted">' + esc(t('ui.advanced.bot_missing')) + '</p>';
       }
@@ -128,8 +136,13 @@ define([], function () {
         return '<div class="amodispatch-error" role="alert">' + esc(msg) + '</div>' +
           '<button type="button" class="amodispatch-button amodispatch-retry">' + esc(t('ui.common.retry')) + '</button>';
       },
+      chats: function (st) { return chats(st, true); },
+      // What a manager sees instead of the form: who may change it, and the groups.
+      managerOnly: function (st) {
+        return '<p class="amodispatch-admin-only" role="note">' + esc(t('ui.advanced.admin_only')) + '</p>' + chats(st, false);
+      },
       advanced: function (st) {
-        return chats(st) + rules(st) + fields(st) + executors(st) + language(st) +
+        return chats(st, true) + rules(st) + fields(st) + executors(st) + language(st) +
           '<div class="amodispatch-actions"><button type="button" class="amodispatch-button amodispatch-button--primary amodispatch-save">' +
           esc(t('ui.advanced.save')) + '</button> <span class="amodispatch-status" role="status"></span></div>';
       },

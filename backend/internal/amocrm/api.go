@@ -249,6 +249,14 @@ func (a *API) ListUsers(ctx context.Context) ([]User, error) {
 	return listAll[User](ctx, a, "/api/v4/users", nil, "users")
 }
 
+// GetUser returns one account user with their rights; a user the account
+// does not have yields ErrNotFound.
+func (a *API) GetUser(ctx context.Context, id int64) (User, error) {
+	var u User
+	err := a.getOne(ctx, "/api/v4/users/"+strconv.FormatInt(id, 10), nil, &u)
+	return u, err
+}
+
 // AddLeadNote adds a common (text) note to a lead.
 func (a *API) AddLeadNote(ctx context.Context, leadID int64, text string) (Note, error) {
 	type noteIn struct {

@@ -403,3 +403,28 @@ func TestGetAccount(t *testing.T) {
 		t.Fatalf("account = %+v, %v", acc, err)
 	}
 }
+
+func TestGetUser(t *testing.T) {
+	env := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v4/users/123123":
+			// From the amoCRM docs' users sample (rights abridged).
+			writeJSON(w, 200, `{"id":123123,"name":"Пользователь для примера 2","email":"example2@mail.com","lang":"en",
+				"rights":{"leads":{"view":"A","edit":"A","add":"A","delete":"A","export":"A"},"mail_access":false,
+				"status_rights":[],"is_admin":true,"is_free":false,"is_active":true,"group_id":null,"role_id":null},
+				"_links":{"self":{"href":"https://example.amocrm.ru/api/v4/users/123123"}}}`)
+		case "/api/v4/users/5":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeJSON(w, 404, problem(404, "Not Found"))
+		}
+	})
+	api := env.api(&fakeTS{token: "t"})
+	u, err := api.GetUser(context.Background(), 123123)
+	if err != nil || u.ID != 123123 || !u.Rights.IsAdmin || !u.Rights.IsActive || u.Rights.IsFree {
+		t.Fatalf("user = %+v, %v", u, err)
+	}
+	if _, err := api.GetUser(context.Background(), 5); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing user: %v, want ErrNotFound", err)
+	}
+}

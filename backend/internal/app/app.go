@@ -287,7 +287,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			links = a.bot
 		}
 		deps.Widget = service.NewWidget(svc, amocrm.WidgetTokenVerifier{Secret: []byte(cfg.AmoClientSecret), ClientID: cfg.AmoClientID,
-			Audience: amocrm.AudienceOf(cfg.AmoRedirectURI), Leeway: time.Minute}, a.flow, links)
+			Audience: amocrm.AudienceOf(cfg.AmoRedirectURI), Leeway: time.Minute}, a.flow, links, cfg.WidgetAdminTTL)
 	}
 	if a.bot != nil {
 		a.bot.SetOrders(a.flow)

@@ -148,10 +148,10 @@ func TestRotateKeysCommand(t *testing.T) {
 			}
 			return out.String(), err
 		}
-		if out, err := rotate(); err != nil || !strings.Contains(out, "1 accounts: 3 values re-sealed") {
+		if out, err := rotate(); err != nil || !strings.Contains(out, "1 accounts: 4 values re-sealed") {
 			t.Fatalf("first run: %v\n%s", err, out)
 		}
-		if out, err := rotate(); err != nil || !strings.Contains(out, "0 values re-sealed, 3 already current") {
+		if out, err := rotate(); err != nil || !strings.Contains(out, "0 values re-sealed, 4 already current") {
 			t.Fatalf("second run: %v\n%s", err, out)
 		}
 		tok, err := dbtest.OpenWithKeys(t, dbURL, dir, nil, newKey).Tokens(ctx, 1)
@@ -162,7 +162,7 @@ func TestRotateKeysCommand(t *testing.T) {
 		// A value no configured key opens fails the command, named, not shown.
 		install(dbtest.OpenWithKeys(t, dbURL, dir, nil, strangerKey), 2)
 		out, err := rotate()
-		if err == nil || !strings.Contains(err.Error(), "account 2 access_token_enc") || !strings.Contains(out, "3 unreadable") {
+		if err == nil || !strings.Contains(err.Error(), "account 2 access_token_enc") || !strings.Contains(out, "4 unreadable") {
 			t.Fatalf("unreadable values: %v\n%s", err, out)
 		}
 	})

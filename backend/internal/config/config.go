@@ -52,6 +52,11 @@ type Config struct {
 	// attempt may already have done.
 	APITimeout time.Duration `env:"API_TIMEOUT" envDefault:"15s"`
 
+	// WidgetAdminTTL: how long a widget user's admin status, read from
+	// amoCRM, is trusted (0: service.DefaultAdminTTL). Not read from the
+	// environment; tests shorten it to see a demotion take effect.
+	WidgetAdminTTL time.Duration `env:"-"`
+
 	// EncryptionKeys come from ENCRYPTION_KEY: comma-separated keys of 32
 	// bytes, each hex or base64; the first encrypts, all decrypt (key rotation).
 	EncryptionKeys [][]byte `env:"-"`

@@ -18,6 +18,7 @@ var (
 	ErrConflict       = errors.New("conflict")
 	ErrInvalid        = errors.New("invalid input")
 	ErrUnauthorized   = errors.New("unauthorized")
+	ErrForbidden      = errors.New("forbidden") // a known user, not allowed this
 	ErrAccountOff     = errors.New("account is not active")
 	ErrChatTaken      = errors.New("chat is linked to another account")
 	ErrNotConfigured  = errors.New("not configured")

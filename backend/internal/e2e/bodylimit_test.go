@@ -119,8 +119,9 @@ func TestBodyLimitsOnEveryDoor(t *testing.T) {
 			o, _ := b.Store().LatestOrder(ctx, ta.acc.ID, open.ID)
 			target, _ := b.Store().DealTarget(ctx, ta.acc.ID, fresh.ID)
 			st, _ := b.Store().Settings(ctx, ta.acc.ID)
-			s := fmt.Sprintf("events=%d max_update=%d orders=%d open=%s target=%d lead_updates=%d sent=%d settings=%+v\n",
-				events, maxUpdate, orders, o.Status, target, len(e.amo.LeadUpdates(ta.acc.ID)), len(e.tg.Calls("sendMessage")), st)
+			acc, _ := b.Store().Account(ctx, ta.acc.ID)
+			s := fmt.Sprintf("events=%d max_update=%d orders=%d open=%s target=%d lead_updates=%d sent=%d settings=%+v link_code=%s\n",
+				events, maxUpdate, orders, o.Status, target, len(e.amo.LeadUpdates(ta.acc.ID)), len(e.tg.Calls("sendMessage")), st, acc.LinkCode)
 			for _, m := range e.tg.Messages(ta.group.ID) {
 				s += fmt.Sprintf("%d %q %s edits=%d\n", m.MessageID, m.Text, m.ReplyMarkup, len(m.History))
 			}
@@ -150,6 +151,7 @@ func TestBodyLimitsOnEveryDoor(t *testing.T) {
 			"POST /telegram/webhook": {b.URL + "/telegram/webhook", []string{"Content-Type", "application/json", "X-Telegram-Bot-Api-Secret-Token", tgSecret},
 				serverLimit, padded(update, "x", `"}`)},
 			"PUT /api/widget/settings":              {b.URL + "/api/widget/settings", widget, httpapi.MaxWidgetBody, padded(`{"language":"en"`, " ", "}")},
+			"POST /api/widget/link-code/rotate":     {b.URL + "/api/widget/link-code/rotate", widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},
 			"PUT /api/widget/deals/:lead/chat":      {deal(fresh.ID, "chat"), widget, httpapi.MaxWidgetBody, padded(fmt.Sprintf(`{"chat_id":%d`, ta.group.ID), " ", "}")},
 			"POST /api/widget/deals/:lead/post":     {deal(fresh.ID, "post"), widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},
 			"POST /api/widget/deals/:lead/withdraw": {deal(open.ID, "withdraw"), widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},

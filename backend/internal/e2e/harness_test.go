@@ -43,14 +43,20 @@ type env struct {
 
 	firstPort int
 	started   bool
+	adminTTL  time.Duration // config.WidgetAdminTTL of every backend started; 0: the default
 }
 
 type envOption func(*envConfig)
 
 type envConfig struct {
-	amoOpts fakeamocrm.Options
-	dbURL   string
+	amoOpts  fakeamocrm.Options
+	dbURL    string
+	adminTTL time.Duration
 }
+
+// withAdminTTL shortens how long backends trust a widget user's admin status,
+// so a test sees a demotion take effect without waiting minutes.
+func withAdminTTL(d time.Duration) envOption { return func(c *envConfig) { c.adminTTL = d } }
 
 // withDatabaseURL puts the env on a PostgreSQL database of the test's own
 // instead of a fresh one on the shared server.
@@ -67,7 +73,7 @@ func newEnv(t testing.TB, kind dbtest.Kind, opts ...envOption) *env {
 		o(&c)
 	}
 	c.amoOpts.ClientID, c.amoOpts.ClientSecret = clientID, clientSecret
-	e := &env{t: t, kind: kind, logs: &syncBuffer{}}
+	e := &env{t: t, kind: kind, logs: &syncBuffer{}, adminTTL: c.adminTTL}
 	if c.dbURL != "" {
 		e.dbURL = c.dbURL
 	} else {
@@ -164,6 +170,7 @@ func (e *env) start(opts ...backendOption) *backend {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	cfg.WidgetAdminTTL = e.adminTTL
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: level}))

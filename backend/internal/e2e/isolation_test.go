@@ -256,8 +256,10 @@ func TestWidgetTenantIsolation(t *testing.T) {
 				{"B's deal field", 0, "/api/widget/settings", fmt.Sprintf(`{"order_field_ids":[%d]}`, tb.acc.ID+10), 400},
 				{"B's amoCRM user", 0, "/api/widget/settings", fmt.Sprintf(`{"executor_users":{"%d":%d}}`, courier.ID, tb.amoUser), 400},
 			},
-			"GET /api/widget/deals/:lead":  perLead("B's deal", "", "", 200),
-			"HEAD /api/widget/deals/:lead": perLead("B's deal", "", "", 200),
+			// A's own code: its answer must hold nothing of B, B's code must stay.
+			"POST /api/widget/link-code/rotate": {{"A rotates its link code", 0, "/api/widget/link-code/rotate", "", 200}},
+			"GET /api/widget/deals/:lead":       perLead("B's deal", "", "", 200),
+			"HEAD /api/widget/deals/:lead":      perLead("B's deal", "", "", 200),
 			"PUT /api/widget/deals/:lead/chat": slices.Concat(
 				[]probe{
 					{"B's chat for A's deal", 0, fmt.Sprintf("/api/widget/deals/%d/chat", aFresh.ID), fmt.Sprintf(`{"chat_id":%d}`, tb.group.ID), 400},

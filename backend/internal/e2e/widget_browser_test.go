@@ -28,8 +28,9 @@ func linkSecondGroup(t *testing.T, e *env, b *backend, tn *tenant, title string)
 }
 
 // The advanced settings page lists the account's chats and the link to add
-// the bot; a manager picks stages, the default chat, fields, an executor's
-// amoCRM user and the language, saves, and the backend stores exactly that.
+// the bot; an admin changes the link code, picks stages, the default chat,
+// fields, an executor's amoCRM user and the language, saves, and the backend
+// stores exactly that. A manager gets a notice instead of the form.
 func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
 		br := newBrowser(t)
@@ -77,7 +78,24 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		}
 		br.screenshot(t, kind, "#work-area-amodispatch", "advanced_settings")
 
-		// The manager's choices.
+		// "New code": the page shows the new code, the old one links nothing.
+		br.click(t, ".amodispatch-rotate-code")
+		br.waitText(t, root+" .amodispatch-code-status", "Код сменён")
+		rotated, err := b.Store().Account(ctx, tn.acc.ID)
+		if err != nil || rotated.LinkCode == tn.code {
+			t.Fatalf("link code after the button: %q %v", rotated.LinkCode, err)
+		}
+		if cmd := br.texts(t, ".amodispatch-link-command"); len(cmd) != 1 || cmd[0] != "/link "+rotated.LinkCode {
+			t.Fatalf("link command after the rotation %q, want the new code", cmd)
+		}
+		if href := evalAs[string](t, br, `document.querySelector('.amodispatch-startgroup').href`); !strings.HasSuffix(href, "?startgroup="+rotated.LinkCode) {
+			t.Fatalf("startgroup link after the rotation %q", href)
+		}
+		if _, err := b.Store().AccountByLinkCode(ctx, tn.code); err == nil {
+			t.Fatal("the old code still links")
+		}
+
+		// The admin's choices.
 		trigger := func(i int) string {
 			return fmt.Sprintf(`%s .amodispatch-trigger[value="%d"]`, rule, tn.statusByIndex(i))
 		}
@@ -126,6 +144,24 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		}
 		br.noScriptErrors(t)
 
+		// A manager (not an account admin) is told who may change settings,
+		// sees the linked groups, and neither the form nor the link code.
+		manager := newWidgetPage(t, e, b, tn.acc, tn.amoUser)
+		br.run(t, chromedp.Navigate(manager.url("advanced_settings", "ru", 0, "")))
+		br.waitReady(t, root)
+		br.waitText(t, root+" .amodispatch-admin-only", "только администратор аккаунта")
+		if titles := br.texts(t, root+" .amodispatch-chat-title"); !slices.Contains(titles, tn.group.Title) {
+			t.Fatalf("chat titles on the manager's page: %q", titles)
+		}
+		if n := evalAs[int](t, br, `document.querySelectorAll('.amodispatch-save, .amodispatch-rule, .amodispatch-startgroup, .amodispatch-link-command, .amodispatch-rotate-code, .amodispatch-executor-user').length`); n != 0 {
+			t.Fatalf("the manager's page shows %d form or link elements", n)
+		}
+		if html := evalAs[string](t, br, `document.body.innerHTML`); strings.Contains(html, rotated.LinkCode) {
+			t.Fatal("the manager's page holds the link code")
+		}
+		br.screenshot(t, kind, "#work-area-amodispatch", "advanced_settings_manager")
+		br.noScriptErrors(t)
+
 		// The install modal only points to the advanced page; its one
 		// placeholder field is hidden.
 		br.run(t, chromedp.Navigate(page.url("settings", "en", 0, "")))
@@ -138,7 +174,8 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 	})
 }
 
-// The deal card panel: the manager sends this deal to another group, the
+// The deal card panel, opened by a manager (not an account admin): the
+// manager sends this deal to another group, the
 // order is posted there, an executor takes it in Telegram, and the panel
 // names the executor.
 func TestWidgetBrowserDealCard(t *testing.T) {

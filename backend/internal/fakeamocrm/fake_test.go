@@ -1258,3 +1258,64 @@ func TestDisconnectHookRevokesTokens(t *testing.T) {
 		t.Fatal("disconnecting A revoked B")
 	}
 }
+
+// GET /api/v4/users/{id} and the list carry rights.is_admin as amoCRM
+// documents it; a user demoted in amoCRM shows as such on the next read, and
+// another account's user is not found (204, as for any missing entity).
+func TestUserRights(t *testing.T) {
+	f := newFixture(t, Options{DisableRateLimit: true})
+	rights := func(tok string, id int64) (int, map[string]any) {
+		r := f.do(tok, "GET", fmt.Sprintf("/api/v4/users/%d", id), nil)
+		if r.status != 200 {
+			return r.status, nil
+		}
+		m := r.json(t)
+		if num(m["id"]) != id {
+			t.Fatalf("user %d answered as %v", id, m["id"])
+		}
+		return r.status, m["rights"].(map[string]any)
+	}
+	if s, r := rights(f.tokA, userAdmin); s != 200 || r["is_admin"] != true || r["is_active"] != true {
+		t.Fatalf("admin: %d %v", s, r)
+	}
+	if s, r := rights(f.tokA, userExec); s != 200 || r["is_admin"] != false {
+		t.Fatalf("manager: %d %v", s, r)
+	}
+	listed := func() map[int64]any {
+		out := map[int64]any{}
+		for _, u := range embedded(t, f.do(f.tokA, "GET", "/api/v4/users", nil).json(t), "users") {
+			m := u.(map[string]any)
+			out[num(m["id"])] = m["rights"].(map[string]any)["is_admin"]
+		}
+		return out
+	}
+	if l := listed(); l[userAdmin] != true || l[userExec] != false {
+		t.Fatalf("list: %v", l)
+	}
+
+	if err := f.s.SetUserAdmin(accA, userAdmin, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.SetUserAdmin(accA, userExec, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := rights(f.tokA, userAdmin); r["is_admin"] != false {
+		t.Fatalf("demoted admin: %v", r)
+	}
+	if _, r := rights(f.tokA, userExec); r["is_admin"] != true {
+		t.Fatalf("promoted manager: %v", r)
+	}
+	if l := listed(); l[userAdmin] != false || l[userExec] != true {
+		t.Fatalf("list after the change: %v", l)
+	}
+
+	if s, _ := rights(f.tokB, userAdmin); s != 204 {
+		t.Fatalf("A's user read with B's token: %d", s)
+	}
+	if s, _ := rights(f.tokA, 999999); s != 204 {
+		t.Fatalf("unknown user: %d", s)
+	}
+	if err := f.s.SetUserAdmin(accB, userAdmin, true); err == nil {
+		t.Fatal("SetUserAdmin accepted another account's user")
+	}
+}

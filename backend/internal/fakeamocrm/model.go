@@ -298,6 +298,24 @@ func (p *Pipeline) firstWorkingStatus() int64 {
 	return p.Statuses[0].ID
 }
 
+// SetUserAdmin changes a user's rights.is_admin, as an account admin does in
+// amoCRM's user settings; the users API shows the change at once.
+func (s *Server) SetUserAdmin(accountID, userID int64, admin bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	acc, ok := s.accounts[accountID]
+	if !ok {
+		return fmt.Errorf("fakeamocrm: no account %d", accountID)
+	}
+	for i := range acc.users {
+		if acc.users[i].ID == userID {
+			acc.users[i].IsAdmin = admin
+			return nil
+		}
+	}
+	return fmt.Errorf("fakeamocrm: account %d has no user %d", accountID, userID)
+}
+
 func (a *account) user(id int64) bool {
 	for _, u := range a.users {
 		if u.ID == id {

@@ -174,6 +174,8 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, msg = fiber.StatusBadRequest, err.Error()
 		case errors.Is(err, dispatch.ErrUnauthorized):
 			status, msg = fiber.StatusUnauthorized, "unauthorized"
+		case errors.Is(err, dispatch.ErrForbidden):
+			status, msg = fiber.StatusForbidden, "only an account admin may do this"
 		case errors.Is(err, dispatch.ErrNotFound):
 			status, msg = fiber.StatusNotFound, "not found"
 		case errors.Is(err, dispatch.ErrRateLimited):

@@ -15,7 +15,9 @@ import (
 type WidgetAPI interface {
 	Authenticate(ctx context.Context, token string) (dispatch.Account, int64, error)
 	AllowedOrigin(ctx context.Context, origin string) (dispatch.Account, bool)
-	State(ctx context.Context, a dispatch.Account) (service.WidgetState, error)
+	RequireAdmin(ctx context.Context, a dispatch.Account, userID int64) error
+	State(ctx context.Context, a dispatch.Account, userID int64) (service.WidgetState, error)
+	RotateLinkCode(ctx context.Context, a dispatch.Account, userID int64) (service.LinkView, error)
 	SaveSettings(ctx context.Context, a dispatch.Account, in service.SettingsView) (service.SettingsView, error)
 	Deal(ctx context.Context, a dispatch.Account, leadID int64) (service.DealView, error)
 	SetDealChat(ctx context.Context, a dispatch.Account, leadID, chatID int64) error
@@ -24,7 +26,10 @@ type WidgetAPI interface {
 	Repost(ctx context.Context, a dispatch.Account, leadID int64) error
 }
 
-const localAccount = "account"
+const (
+	localAccount = "account"
+	localUser    = "user_id"
+)
 
 // MaxWidgetBody bounds the widget's request bodies. The largest is a whole
 // account's settings, a few KiB even with hundreds of executors mapped; the
@@ -37,13 +42,16 @@ func (h *handlers) widgetRoutes(app *fiber.App) {
 	// check, so an oversized body costs no database lookup.
 	g := app.Group("/api/widget", h.widgetCORS, limitBody(MaxWidgetBody), h.widgetAuth)
 	g.Get("/state", func(c *fiber.Ctx) error {
-		st, err := h.d.Widget.State(c.UserContext(), account(c))
+		st, err := h.d.Widget.State(c.UserContext(), account(c), user(c))
 		if err != nil {
 			return err
 		}
 		return c.JSON(st)
 	})
-	g.Put("/settings", func(c *fiber.Ctx) error {
+	// Settings, the executor map and the link code are the account admin's:
+	// a manager who could link a group of their own would receive every
+	// client's phone. The deal card's routes below stay open to every user.
+	g.Put("/settings", h.adminOnly, func(c *fiber.Ctx) error {
 		var in service.SettingsView
 		if err := c.BodyParser(&in); err != nil {
 			return dispatch.Invalid("body is not a settings object: %v", err)
@@ -53,6 +61,13 @@ func (h *handlers) widgetRoutes(app *fiber.App) {
 			return err
 		}
 		return c.JSON(out)
+	})
+	g.Post("/link-code/rotate", h.adminOnly, func(c *fiber.Ctx) error {
+		v, err := h.d.Widget.RotateLinkCode(c.UserContext(), account(c), user(c))
+		if err != nil {
+			return err
+		}
+		return c.JSON(v)
 	})
 	g.Get("/deals/:lead", h.deal)
 	g.Put("/deals/:lead/chat", func(c *fiber.Ctx) error {
@@ -120,6 +135,17 @@ func limitBody(n int) fiber.Handler {
 
 func account(c *fiber.Ctx) dispatch.Account { return c.Locals(localAccount).(dispatch.Account) }
 
+func user(c *fiber.Ctx) int64 { return c.Locals(localUser).(int64) }
+
+// adminOnly lets only the account's admins through (403 for anyone else,
+// before the body is parsed, so a refused call changes nothing).
+func (h *handlers) adminOnly(c *fiber.Ctx) error {
+	if err := h.d.Widget.RequireAdmin(c.UserContext(), account(c), user(c)); err != nil {
+		return err
+	}
+	return c.Next()
+}
+
 // widgetCORS lets only installed accounts' own amoCRM/Kommo pages call the
 // API from the browser, preflights included; any other origin gets no CORS
 // headers (and a 403 on a preflight).
@@ -149,7 +175,7 @@ func (h *handlers) widgetCORS(c *fiber.Ctx) error {
 
 // widgetAuth verifies amoCRM's disposable token and pins the request to its account.
 func (h *handlers) widgetAuth(c *fiber.Ctx) error {
-	a, _, err := h.d.Widget.Authenticate(c.UserContext(), c.Get("X-Auth-Token"))
+	a, userID, err := h.d.Widget.Authenticate(c.UserContext(), c.Get("X-Auth-Token"))
 	if err != nil {
 		return err
 	}
@@ -158,5 +184,6 @@ func (h *handlers) widgetAuth(c *fiber.Ctx) error {
 		return dispatch.ErrUnauthorized
 	}
 	c.Locals(localAccount, a)
+	c.Locals(localUser, userID)
 	return c.Next()
 }

@@ -30,10 +30,17 @@ type Widget struct {
 	verifier amocrm.WidgetTokenVerifier
 	actions  DealActions
 	bot      BotLinks // nil when Telegram is not configured
+	admins   *admins
 }
 
-func NewWidget(svc *Service, verifier amocrm.WidgetTokenVerifier, actions DealActions, bot BotLinks) *Widget {
-	return &Widget{svc: svc, verifier: verifier, actions: actions, bot: bot}
+// NewWidget serves the widget API; adminTTL (DefaultAdminTTL when 0) bounds
+// how long a user's admin status read from amoCRM is trusted.
+func NewWidget(svc *Service, verifier amocrm.WidgetTokenVerifier, actions DealActions, bot BotLinks, adminTTL time.Duration) *Widget {
+	if adminTTL <= 0 {
+		adminTTL = DefaultAdminTTL
+	}
+	return &Widget{svc: svc, verifier: verifier, actions: actions, bot: bot,
+		admins: &admins{ttl: adminTTL, now: svc.now, m: map[adminKey]adminEntry{}}}
 }
 
 // Authenticate verifies a disposable token and returns its installed, active account.
@@ -79,15 +86,23 @@ func (w *Widget) AllowedOrigin(ctx context.Context, origin string) (dispatch.Acc
 
 // JSON shapes of the widget API.
 type (
+	// WidgetState is the settings page's data for an admin. A manager gets
+	// only what the deal card needs (the account and its chats): the bot's
+	// links carry the link code, which links any group to the account.
 	WidgetState struct {
 		Account   AccountView    `json:"account"`
+		IsAdmin   bool           `json:"is_admin"`
 		Bot       *BotView       `json:"bot"`
 		Chats     []ChatView     `json:"chats"`
 		Pipelines []PipelineView `json:"pipelines"`
 		Fields    []FieldView    `json:"fields"`
 		Users     []UserView     `json:"users"`
 		Executors []ExecutorView `json:"executors"`
-		Settings  SettingsView   `json:"settings"`
+		Settings  *SettingsView  `json:"settings,omitempty"`
+	}
+	// LinkView is the answer to a link code rotation.
+	LinkView struct {
+		Bot *BotView `json:"bot"`
 	}
 	AccountView struct {
 		ID        int64  `json:"id"`
@@ -183,17 +198,26 @@ func nonNil(ids []int64) []int64 {
 	return ids
 }
 
-// State is everything the settings page shows. Pipelines, fields and users
-// are read live from amoCRM (and the stored pipelines refreshed), so the
-// choices match the account as it is now.
-func (w *Widget) State(ctx context.Context, a dispatch.Account) (WidgetState, error) {
+// botView is the bot's deep link and command for a link code; nil when the
+// bot is not configured or Telegram does not answer.
+func (w *Widget) botView(ctx context.Context, code string) *BotView {
+	if w.bot == nil {
+		return nil
+	}
+	u, err := w.bot.Username(ctx)
+	if err != nil {
+		return nil
+	}
+	return &BotView{Username: u, StartGroupURL: "https://t.me/" + u + "?startgroup=" + code, LinkCommand: "/link " + code}
+}
+
+// State is everything the settings page shows an admin; a manager (the deal
+// card) gets the account and its chats. Pipelines, fields and users are read
+// live from amoCRM (and the stored pipelines refreshed), so the choices match
+// the account as it is now.
+func (w *Widget) State(ctx context.Context, a dispatch.Account, userID int64) (WidgetState, error) {
 	st := WidgetState{Account: AccountView{ID: a.ID, Name: a.Name, Subdomain: a.Subdomain, Language: a.Language},
 		Chats: []ChatView{}, Pipelines: []PipelineView{}, Fields: []FieldView{}, Users: []UserView{}, Executors: []ExecutorView{}}
-	if w.bot != nil {
-		if u, err := w.bot.Username(ctx); err == nil {
-			st.Bot = &BotView{Username: u, StartGroupURL: "https://t.me/" + u + "?startgroup=" + a.LinkCode, LinkCommand: "/link " + a.LinkCode}
-		}
-	}
 	chats, err := w.svc.db.Chats(ctx, a.ID)
 	if err != nil {
 		return st, err
@@ -201,6 +225,10 @@ func (w *Widget) State(ctx context.Context, a dispatch.Account) (WidgetState, er
 	for _, c := range chats {
 		st.Chats = append(st.Chats, ChatView{ID: c.ID, Title: c.Title, Type: string(c.Type), Active: c.Active})
 	}
+	if st.IsAdmin, err = w.IsAdmin(ctx, a, userID); err != nil || !st.IsAdmin {
+		return st, err
+	}
+	st.Bot = w.botView(ctx, a.LinkCode)
 	api, err := w.svc.API(ctx, a.ID)
 	if err != nil {
 		return st, err
@@ -246,8 +274,20 @@ func (w *Widget) State(ctx context.Context, a dispatch.Account) (WidgetState, er
 	if err != nil {
 		return st, err
 	}
-	st.Settings = settingsView(s)
+	sv := settingsView(s)
+	st.Settings = &sv
 	return st, nil
+}
+
+// RotateLinkCode replaces the account's link code: the old one links no
+// group from now on (groups already linked stay linked).
+func (w *Widget) RotateLinkCode(ctx context.Context, a dispatch.Account, userID int64) (LinkView, error) {
+	code, err := w.svc.db.RotateLinkCode(ctx, a.ID)
+	if err != nil {
+		return LinkView{}, err
+	}
+	w.svc.log.Info("link code rotated", "account_id", a.ID, "user_id", userID)
+	return LinkView{Bot: w.botView(ctx, code)}, nil
 }
 
 // SaveSettings validates settings against the account's real pipelines,

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -21,7 +23,8 @@ type accountRow struct {
 	Language         string
 	Currency         string
 	Status           string
-	LinkCode         string
+	LinkCodeHash     string // linkCodeHash of the code: what Telegram commands are matched by
+	LinkCodeEnc      string
 	WebhookSecretEnc string
 	AccessTokenEnc   string
 	RefreshTokenEnc  string
@@ -40,14 +43,33 @@ func (accountRow) TableName() string { return "accounts" }
 
 func aad(accountID int64, what string) string { return fmt.Sprintf("account:%d:%s", accountID, what) }
 
+// linkCodeHash is what the database keeps to find a link code: a code is
+// 96 random bits, so a plain SHA-256 cannot be reversed by trying codes, and
+// unlike an HMAC it does not change when ENCRYPTION_KEY rotates.
+func linkCodeHash(code string) string {
+	sum := sha256.Sum256([]byte(code))
+	return hex.EncodeToString(sum[:])
+}
+
+// newLinkCode makes a fresh code for account id, hashed and sealed.
+func (db *DB) newLinkCode(id int64) (code, hash, sealed string, err error) {
+	code = secret.Token(12)
+	sealed, err = db.box.Seal(code, aad(id, "linkcode"))
+	return code, linkCodeHash(code), sealed, err
+}
+
 func (db *DB) toAccount(r accountRow) (dispatch.Account, error) {
 	ws, err := db.box.Open(r.WebhookSecretEnc, aad(r.ID, "webhook"))
 	if err != nil {
 		return dispatch.Account{}, fmt.Errorf("store: account %d webhook secret: %w", r.ID, err)
 	}
+	code, err := db.box.Open(r.LinkCodeEnc, aad(r.ID, "linkcode"))
+	if err != nil {
+		return dispatch.Account{}, fmt.Errorf("store: account %d link code: %w", r.ID, err)
+	}
 	return dispatch.Account{
 		ID: r.ID, Subdomain: r.Subdomain, Domain: r.Domain, Name: r.Name, Language: r.Language, Currency: r.Currency,
-		Status: dispatch.AccountStatus(r.Status), LinkCode: r.LinkCode, WebhookSecret: dispatch.Secret(ws),
+		Status: dispatch.AccountStatus(r.Status), LinkCode: code, WebhookSecret: dispatch.Secret(ws),
 		ExecutorFieldID: r.ExecutorFieldID, SetupDoneAt: r.SetupDoneAt, SetupError: r.SetupError,
 		InstalledAt: r.InstalledAt, UpdatedAt: r.UpdatedAt,
 	}, nil
@@ -108,9 +130,13 @@ func (db *DB) SaveInstallation(ctx context.Context, in Installation) (_ dispatch
 			if err != nil {
 				return err
 			}
+			_, codeHash, codeEnc, err := db.newLinkCode(in.ID)
+			if err != nil {
+				return err
+			}
 			out = accountRow{
 				ID: in.ID, Subdomain: in.Subdomain, Domain: in.Domain, Name: in.Name, Language: in.Language, Currency: in.Currency,
-				Status: string(dispatch.AccountActive), LinkCode: secret.Token(12), WebhookSecretEnc: ws,
+				Status: string(dispatch.AccountActive), LinkCodeHash: codeHash, LinkCodeEnc: codeEnc, WebhookSecretEnc: ws,
 				AccessTokenEnc: access, RefreshTokenEnc: refresh, TokenExpiresAt: in.Tokens.ExpiresAt.UnixMilli(),
 				InstalledAt: now, UpdatedAt: now,
 			}
@@ -148,11 +174,56 @@ func (db *DB) Account(ctx context.Context, id int64) (dispatch.Account, error) {
 // AccountByLinkCode finds the active account a Telegram link code belongs to.
 func (db *DB) AccountByLinkCode(ctx context.Context, code string) (dispatch.Account, error) {
 	var r accountRow
-	err := db.gorm.WithContext(ctx).Where("link_code = ? AND status = ?", code, dispatch.AccountActive).Take(&r).Error
+	err := db.gorm.WithContext(ctx).Where("link_code_hash = ? AND status = ?", linkCodeHash(code), dispatch.AccountActive).Take(&r).Error
 	if err != nil {
 		return dispatch.Account{}, translate(err, "account by link code")
 	}
 	return db.toAccount(r)
+}
+
+// RotateLinkCode gives an active account a new link code and returns it; the
+// old one links nothing from then on. Chats already linked stay linked.
+func (db *DB) RotateLinkCode(ctx context.Context, accountID int64) (string, error) {
+	code, hash, sealed, err := db.newLinkCode(accountID)
+	if err != nil {
+		return "", err
+	}
+	res := db.gorm.WithContext(ctx).Model(&accountRow{}).Where("id = ? AND status = ?", accountID, dispatch.AccountActive).
+		Updates(map[string]any{"link_code_hash": hash, "link_code_enc": sealed, "updated_at": db.utcNow()})
+	if res.Error != nil {
+		return "", translate(res.Error, "rotate link code")
+	}
+	if res.RowsAffected == 0 {
+		return "", fmt.Errorf("rotate link code of account %d: %w", accountID, dispatch.ErrNotFound)
+	}
+	return code, nil
+}
+
+// sealLegacyLinkCodes finishes migration 00005: rows it left with no sealed
+// code hold the plain code in link_code_hash; each is rewritten in one
+// conditional UPDATE, so replicas migrating together convert a row once.
+func (db *DB) sealLegacyLinkCodes(ctx context.Context) error {
+	var rows []accountRow
+	if err := db.gorm.WithContext(ctx).Select("id", "link_code_hash").Where("link_code_enc = ''").Find(&rows).Error; err != nil {
+		return translate(err, "seal legacy link codes")
+	}
+	for _, r := range rows {
+		plain := r.LinkCodeHash
+		sealed, err := db.box.Seal(plain, aad(r.ID, "linkcode"))
+		if err != nil {
+			return fmt.Errorf("store: seal link code of account %d: %w", r.ID, err)
+		}
+		err = db.gorm.WithContext(ctx).Model(&accountRow{}).
+			Where("id = ? AND link_code_enc = '' AND link_code_hash = ?", r.ID, plain).
+			UpdateColumns(map[string]any{"link_code_hash": linkCodeHash(plain), "link_code_enc": sealed}).Error
+		if err != nil {
+			return translate(err, fmt.Sprintf("seal link code of account %d", r.ID))
+		}
+	}
+	if len(rows) > 0 {
+		db.log.Info("link codes hashed and sealed", "accounts", len(rows))
+	}
+	return nil
 }
 
 // ActiveAccounts lists the accounts that currently have the integration on.

@@ -24,6 +24,7 @@ var sealedColumns = []sealedColumn{
 	{"access_token_enc", "access", func(r *accountRow) string { return r.AccessTokenEnc }},
 	{"refresh_token_enc", "refresh", func(r *accountRow) string { return r.RefreshTokenEnc }},
 	{"webhook_secret_enc", "webhook", func(r *accountRow) string { return r.WebhookSecretEnc }},
+	{"link_code_enc", "linkcode", func(r *accountRow) string { return r.LinkCodeEnc }},
 }
 
 // RotateReport counts the sealed values RotateKeys looked at. Empty values (an

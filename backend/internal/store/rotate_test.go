@@ -37,11 +37,11 @@ func installTokens(t *testing.T, db *store.DB, id int64) dispatch.Account {
 }
 
 // sealedColumns reads an account's sealed columns as stored.
-func sealedColumns(t *testing.T, db *store.DB, id int64) [3]string {
+func sealedColumns(t *testing.T, db *store.DB, id int64) [4]string {
 	t.Helper()
-	var v [3]string
+	var v [4]string
 	err := db.SQL().QueryRowContext(context.Background(),
-		fmt.Sprintf("SELECT access_token_enc, refresh_token_enc, webhook_secret_enc FROM accounts WHERE id = %d", id)).Scan(&v[0], &v[1], &v[2])
+		fmt.Sprintf("SELECT access_token_enc, refresh_token_enc, webhook_secret_enc, link_code_enc FROM accounts WHERE id = %d", id)).Scan(&v[0], &v[1], &v[2], &v[3])
 	if err != nil {
 		t.Fatalf("read sealed columns of %d: %v", id, err)
 	}
@@ -61,11 +61,18 @@ func TestRotateKeys(t *testing.T) {
 		ctx := context.Background()
 		dbURL, dir := dbtest.NewURL(t, kind)
 		old := dbtest.OpenWithKeys(t, dbURL, dir, nil, oldKey)
-		secrets := map[int64]string{}
+		secrets, codes := map[int64]string{}, map[int64]string{}
 		for id := int64(1); id <= 4; id++ {
-			secrets[id] = installTokens(t, old, id).WebhookSecret.Reveal()
+			a := installTokens(t, old, id)
+			secrets[id], codes[id] = a.WebhookSecret.Reveal(), a.LinkCode
 		}
-		// A disabled account keeps only its webhook secret: no empty value counts.
+		// A code rotated under the old key is rotated like the rest.
+		rotated, err := old.RotateLinkCode(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes[1] = rotated
+		// A disabled account keeps only its webhook secret and link code: no empty value counts.
 		if err := old.SetAccountStatus(ctx, 4, dispatch.AccountDisabled); err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +83,7 @@ func TestRotateKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Accounts != 4 || rep.Rotated != 10 || rep.Current != 0 || rep.Raced != 0 || len(rep.Unreadable) != 0 {
+		if rep.Accounts != 4 || rep.Rotated != 14 || rep.Current != 0 || rep.Raced != 0 || len(rep.Unreadable) != 0 {
 			t.Fatalf("first run: %+v", rep)
 		}
 
@@ -86,13 +93,19 @@ func TestRotateKeys(t *testing.T) {
 		}
 		for id, want := range secrets {
 			a, err := newOnly.Account(ctx, id)
-			if err != nil || a.WebhookSecret.Reveal() != want {
-				t.Fatalf("account %d webhook secret after rotation: %v", id, err)
+			if err != nil || a.WebhookSecret.Reveal() != want || a.LinkCode != codes[id] {
+				t.Fatalf("account %d webhook secret or link code after rotation: %v", id, err)
+			}
+		}
+		// The hash a Telegram command is matched by does not depend on the key.
+		for id := int64(1); id <= 3; id++ {
+			if a, err := newOnly.AccountByLinkCode(ctx, codes[id]); err != nil || a.ID != id {
+				t.Fatalf("account %d's link code after rotation: %d %v", id, a.ID, err)
 			}
 		}
 
 		rep, err = rotating.RotateKeys(ctx)
-		if err != nil || rep.Rotated != 0 || rep.Current != 10 || rep.Accounts != 4 {
+		if err != nil || rep.Rotated != 0 || rep.Current != 14 || rep.Accounts != 4 {
 			t.Fatalf("second run must rotate nothing: %+v, %v", rep, err)
 		}
 	})
@@ -123,8 +136,8 @@ func TestRotateKeysLeavesUnreadableValues(t *testing.T) {
 		if !errors.Is(err, secret.ErrDecrypt) {
 			t.Fatalf("err = %v, want ErrDecrypt", err)
 		}
-		for _, want := range []string{"4 sealed values", "account 2 webhook_secret_enc", "account 3 access_token_enc",
-			"account 3 refresh_token_enc", "account 3 webhook_secret_enc"} {
+		for _, want := range []string{"5 sealed values", "account 2 webhook_secret_enc", "account 3 access_token_enc",
+			"account 3 refresh_token_enc", "account 3 webhook_secret_enc", "account 3 link_code_enc"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error lacks %q: %v", want, err)
 			}
@@ -137,16 +150,16 @@ func TestRotateKeysLeavesUnreadableValues(t *testing.T) {
 		if strings.Contains(err.Error(), "account 1") {
 			t.Fatalf("error names a readable account: %v", err)
 		}
-		// Everything readable was rotated anyway: account 1 whole, account 2's tokens.
-		if rep.Rotated != 5 || len(rep.Unreadable) != 4 || rep.Accounts != 3 {
+		// Everything readable was rotated anyway: account 1 whole, account 2's tokens and link code.
+		if rep.Rotated != 7 || len(rep.Unreadable) != 5 || rep.Accounts != 3 {
 			t.Fatalf("report: %+v", rep)
 		}
 		after2, after3 := sealedColumns(t, old, 2), sealedColumns(t, old, 3)
 		if after2[2] != before2[2] || after3 != before3 {
 			t.Fatal("an unreadable value was changed")
 		}
-		if after2[0] == before2[0] || after2[1] == before2[1] {
-			t.Fatal("account 2's readable tokens were not rotated")
+		if after2[0] == before2[0] || after2[1] == before2[1] || after2[3] == before2[3] {
+			t.Fatal("account 2's readable tokens or link code were not rotated")
 		}
 		newOnly := dbtest.OpenWithKeys(t, dbURL, dir, nil, newKey)
 		wantTokens(t, newOnly, 1, "access-1", "refresh-1")
@@ -181,7 +194,7 @@ func TestRotateKeysKeepsConcurrentRefresh(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Raced != 2 || rep.Rotated != 4 {
+		if rep.Raced != 2 || rep.Rotated != 6 {
 			t.Fatalf("report: %+v", rep)
 		}
 		// The refreshed pair survived; the old key still opens it until a

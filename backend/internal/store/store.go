@@ -163,6 +163,11 @@ func (db *DB) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: migrate: %w", err)
 	}
+	// Every time, not only when 00005 was just applied: a process that died
+	// between the two steps left rows for the next start to finish.
+	if err := db.sealLegacyLinkCodes(ctx); err != nil {
+		return nil, err
+	}
 	var applied []string
 	for _, r := range results {
 		applied = append(applied, r.Source.Path)
