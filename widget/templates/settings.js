@@ -86,7 +86,8 @@ define([], function () {
     function fields(st) {
       var s = st.settings || {};
       var h = '<section class="amodispatch-section amodispatch-fields"><h3 class="amodispatch-h">' + esc(t('ui.advanced.fields_title')) + '</h3>' +
-        '<p class="amodispatch-muted">' + esc(t('ui.advanced.fields_hint')) + '</p><div class="amodispatch-checks">';
+        '<p class="amodispatch-muted">' + esc(t('ui.advanced.fields_hint')) + '</p>' +
+        '<p class="amodispatch-muted amodispatch-privacy">' + esc(t('ui.advanced.fields_privacy')) + '</p><div class="amodispatch-checks">';
       for (var i = 0; i < (st.fields || []).length; i++) {
         var f = st.fields[i];
         h += '<label class="amodispatch-check"><input type="checkbox" class="amodispatch-field" value="' + esc(f.id) + '"' +

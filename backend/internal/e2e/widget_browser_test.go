@@ -76,6 +76,10 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		if want := []string{fmt.Sprint(tn.statusByIndex(1))}; !slices.Equal(checked, want) {
 			t.Fatalf("checked trigger stages %v, want %v", checked, want)
 		}
+		// The admin is told what the group never sees.
+		if p := br.texts(t, root+" .amodispatch-privacy"); len(p) != 1 || !strings.Contains(p[0], "скрываются в группе") {
+			t.Fatalf("privacy note on the settings page: %q", p)
+		}
 		br.screenshot(t, kind, "#work-area-amodispatch", "advanced_settings")
 
 		// "New code": the page shows the new code, the old one links nothing.
