@@ -88,7 +88,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 	if err != nil {
 		return telegram.ContactResult{}, err
 	}
-	if o.Status == dispatch.OrderPosting {
+	if o.Status == dispatch.OrderPosting && messageID != 0 {
 		// Pressed before the post's message id was recorded (its sender
 		// died): the press proves the post, so record it and go on.
 		if o, err = f.db.ConfirmPosted(ctx, chatID, orderID, messageID); err != nil {

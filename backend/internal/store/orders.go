@@ -175,11 +175,12 @@ func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text 
 //
 // An order still "posting" can be taken too: a press proves its post exists
 // (the sender died before recording it), and recording the pressed message
-// keeps the post job from sending it again.
+// keeps the post job from sending it again. Without a message (messageID 0)
+// there is nothing to record, so a posting order cannot be taken that way.
 func (tx *Tx) TakeOrder(chatID int64, messageID int, id string, e dispatch.Executor) (dispatch.Order, error) {
 	now := tx.db.utcNow()
 	res := tx.g.Model(&orderRow{}).
-		Where("id = ? AND chat_id = ? AND (status = ? OR (status = ? AND message_id = 0))", id, chatID, dispatch.OrderOpen, dispatch.OrderPosting).
+		Where("id = ? AND chat_id = ? AND (status = ? OR (status = ? AND message_id = 0 AND ? <> 0))", id, chatID, dispatch.OrderOpen, dispatch.OrderPosting, messageID).
 		Updates(map[string]any{"status": string(dispatch.OrderTaken), "executor_id": e.TelegramID, "executor_name": e.FullName(),
 			"executor_username": e.Username, "taken_at": now, "updated_at": now,
 			"message_id": gorm.Expr("CASE WHEN message_id = 0 THEN ? ELSE message_id END", messageID)})

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
+)
+
+// answered waits for the query's answer and returns it.
+func answered(t testing.TB, e *env, q string) faketelegram.CallbackAnswer {
+	t.Helper()
+	eventually(t, "press answered", func() bool { return len(e.tg.CallbackAnswers(q)) == 1 })
+	return e.tg.CallbackAnswers(q)[0]
+}
+
+// TestForgedPresses: a modified client sends order B's callback data on
+// order A's post. Telegram passes that on, so only the pressed message's own
+// keyboard proves the press. A press from a message the bot cannot access acts
+// on the order but never touches that message.
+func TestForgedPresses(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+		b := e.start()
+		ctx := context.Background()
+		tn := newTenant(t, e, b, 49000000, "forged", "ru", 9000)
+		var leads []fakeamocrm.Lead
+		for _, name := range []string{"Заказ А", "Заказ Б", "Заказ В"} {
+			l := tn.newLead(t, e, name)
+			if err := e.amo.MoveLead(tn.acc.ID, l.ID, tn.statusByIndex(1)); err != nil {
+				t.Fatal(err)
+			}
+			leads = append(leads, l)
+		}
+		var orders []dispatch.Order
+		for _, l := range leads {
+			orders = append(orders, tn.postedOrder(t, b, l.ID))
+		}
+		waitJobsIdle(t, b)
+		postOf := func(o dispatch.Order) faketelegram.Message {
+			m, ok := e.tg.Message(tn.group.ID, o.MessageID)
+			if !ok {
+				t.Fatalf("no post of order %s", o.ID)
+			}
+			return m
+		}
+		postA, postB := postOf(orders[0]), postOf(orders[1])
+		btnB := buttonsOf(t, postB)
+
+		forger := e.tg.AddUser("Подделыватель", "", "forger")
+		e.tg.UserStartsBot(forger.ID, "")
+		eventually(t, "forger registered", func() bool { x, err := b.Store().Executor(ctx, forger.ID); return err == nil && x.Started })
+		privateBefore := len(botTexts(e, forger.ID))
+
+		stale := i18n.T("ru", "cb.stale")
+		for _, data := range []string{btnB[1].CallbackData, btnB[0].CallbackData} { // take, then phone
+			q, err := e.tg.ForgePress(tn.group.ID, postA.MessageID, forger.ID, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := answered(t, e, q); a.Text != stale || a.URL != "" {
+				t.Fatalf("forged press %q answered %+v, want %q", data, a, stale)
+			}
+		}
+		waitJobsIdle(t, b)
+		if now := postOf(orders[0]); now.Text != postA.Text || string(now.ReplyMarkup) != string(postA.ReplyMarkup) || len(now.History) != 0 {
+			t.Fatalf("order A's post changed: %q %s", now.Text, now.ReplyMarkup)
+		}
+		if now := postOf(orders[1]); len(now.History) != 0 {
+			t.Fatalf("order B's post changed: %q", now.Text)
+		}
+		if o, _ := b.Store().LatestOrder(ctx, tn.acc.ID, leads[1].ID); o.Status != dispatch.OrderOpen || o.ExecutorID != 0 {
+			t.Fatalf("order B after the forged take: %+v", o)
+		}
+		if n := len(backendLeadUpdates(e, tn.acc.ID, leads[1].ID)) + len(e.amo.Notes(tn.acc.ID, leads[1].ID)); n != 0 {
+			t.Fatalf("a forged take wrote %d times to amoCRM", n)
+		}
+		if got := botTexts(e, forger.ID); len(got) != privateBefore {
+			t.Fatalf("a forged phone press sent a private message: %q", got[privateBefore:])
+		}
+
+		// A press from a message the bot cannot access names order C but
+		// points at B's post: C is taken, B's post is left alone (no copy
+		// tidied), and C's own post shows its executor.
+		taker := e.tg.AddUser("Недоступный", "", "inaccessible")
+		e.tg.UserStartsBot(taker.ID, "")
+		btnC := buttonsOf(t, postOf(orders[2]))
+		q, err := e.tg.PressInaccessible(tn.group.ID, postB.MessageID, taker.ID, btnC[1].CallbackData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := answered(t, e, q); a.Text != i18n.T("ru", "cb.yours") {
+			t.Fatalf("inaccessible press answered %+v", a)
+		}
+		eventually(t, "C's post shows its executor", func() bool { return strings.Contains(postOf(orders[2]).Text, "@inaccessible") })
+		wroteBackOnce(t, e, b, tn.acc.ID, leads[2].ID)
+		if now := postOf(orders[1]); len(now.History) != 0 || !slices.Equal(buttonsOf(t, now), btnB) {
+			t.Fatalf("B's post was edited by a press on an inaccessible message: %q", now.Text)
+		}
+		if o, _ := b.Store().LatestOrder(ctx, tn.acc.ID, leads[1].ID); o.Status != dispatch.OrderOpen || o.MessageID != postB.MessageID {
+			t.Fatalf("order B after the inaccessible press: %+v", o)
+		}
+	})
+}
