@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -105,6 +106,104 @@ func TestForgedPresses(t *testing.T) {
 		}
 		if o, _ := b.Store().LatestOrder(ctx, tn.acc.ID, leads[1].ID); o.Status != dispatch.OrderOpen || o.MessageID != postB.MessageID {
 			t.Fatalf("order B after the inaccessible press: %+v", o)
+		}
+	})
+}
+
+// forgetExecutor removes what the database knows of a Telegram user, as a
+// restored database or a start the backend never saw would.
+func forgetExecutor(t testing.TB, b *backend, telegramID int64) {
+	t.Helper()
+	if _, err := b.Store().SQL().ExecContext(context.Background(), fmt.Sprintf("DELETE FROM executors WHERE telegram_id = %d", telegramID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chatActionsTo counts the reachability questions asked about one user.
+func chatActionsTo(e *env, userID int64) int {
+	n := 0
+	for _, c := range e.tg.Calls("sendChatAction") {
+		if id, _ := c.Int("chat_id"); id == userID {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPhoneToUnseenStarter: a user who started the bot where this database
+// did not see it gets the contact privately at once, whether they ask for the
+// phone or win the order; a user who never started it gets the start link,
+// and pressing again does not ask Telegram again.
+func TestPhoneToUnseenStarter(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+		b := e.start()
+		ctx := context.Background()
+		tn := newTenant(t, e, b, 50000000, "unseen", "ru", 9500)
+		var posts []faketelegram.Message
+		for _, name := range []string{"Телефон", "Взять"} {
+			l := tn.newLead(t, e, name)
+			tn.toSearch(t, e, l.ID)
+			o := tn.postedOrder(t, b, l.ID)
+			m, _ := e.tg.Message(tn.group.ID, o.MessageID)
+			posts = append(posts, m)
+		}
+		waitJobsIdle(t, b)
+		startedUnseen := func(name string) faketelegram.User {
+			u := e.tg.AddUser(name, "", strings.ToLower(name))
+			e.tg.UserStartsBot(u.ID, "")
+			eventually(t, name+" registered", func() bool { x, err := b.Store().Executor(ctx, u.ID); return err == nil && x.Started })
+			forgetExecutor(t, b, u.ID)
+			return u
+		}
+		hasContact := func(userID int64, also string) bool {
+			for _, text := range botTexts(e, userID) {
+				if strings.Contains(text, also) && strings.Contains(text, "client@unseen.test") {
+					return true
+				}
+			}
+			return false
+		}
+
+		asker := startedUnseen("Asker")
+		q, err := e.tg.PressButton(tn.group.ID, posts[0].MessageID, asker.ID, buttonsOf(t, posts[0])[0].CallbackData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := answered(t, e, q); a.URL != "" || a.Text != i18n.T("ru", "cb.contact_sent") {
+			t.Fatalf("unseen starter's phone press answered %+v", a)
+		}
+		eventually(t, "contact sent privately", func() bool { return hasContact(asker.ID, "") })
+		if x, err := b.Store().Executor(ctx, asker.ID); err != nil || !x.Started {
+			t.Fatalf("the probe's yes is not recorded: %+v %v", x, err)
+		}
+
+		winner := startedUnseen("Winner")
+		q, err = e.tg.PressButton(tn.group.ID, posts[1].MessageID, winner.ID, buttonsOf(t, posts[1])[1].CallbackData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := answered(t, e, q); a.URL != "" || a.Text != i18n.T("ru", "cb.yours") {
+			t.Fatalf("unseen starter's take answered %+v", a)
+		}
+		eventually(t, "winner's order and contact sent privately", func() bool { return hasContact(winner.ID, i18n.T("ru", "order.yours")) })
+
+		stranger := e.tg.AddUser("Stranger", "", "stranger")
+		for range 2 {
+			q, err = e.tg.PressButton(tn.group.ID, posts[0].MessageID, stranger.ID, buttonsOf(t, posts[0])[0].CallbackData)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := answered(t, e, q); !strings.Contains(a.URL, "?start=c") || a.Text != i18n.T("ru", "cb.open_bot") {
+				t.Fatalf("a user who never started the bot must get the start link: %+v", a)
+			}
+		}
+		if n := chatActionsTo(e, stranger.ID); n != 1 {
+			t.Fatalf("Telegram asked %d times about a user it called unreachable, want 1", n)
+		}
+		waitJobsIdle(t, b)
+		if got := botTexts(e, stranger.ID); len(got) != 0 {
+			t.Fatalf("wrote to a user who never started the bot: %q", got)
 		}
 	})
 }
