@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
@@ -205,5 +206,102 @@ func TestPhoneToUnseenStarter(t *testing.T) {
 		if got := botTexts(e, stranger.ID); len(got) != 0 {
 			t.Fatalf("wrote to a user who never started the bot: %q", got)
 		}
+	})
+}
+
+// ageReveals moves a user's contact requests back in time, as a day passing would.
+func ageReveals(t testing.TB, b *backend, kind dbtest.Kind, telegramID int64, by time.Duration) {
+	t.Helper()
+	q := "UPDATE contact_reveals SET requested_at = ? WHERE telegram_id = ?"
+	if kind == dbtest.Postgres {
+		q = "UPDATE contact_reveals SET requested_at = $1 WHERE telegram_id = $2"
+	}
+	if _, err := b.Store().SQL().ExecContext(context.Background(), q, time.Now().UTC().Add(-by), telegramID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startToken is the payload of the start link a press was answered with.
+func startToken(t testing.TB, a faketelegram.CallbackAnswer) string {
+	t.Helper()
+	_, token, ok := strings.Cut(a.URL, "?start=")
+	if !ok {
+		t.Fatalf("no start link in %+v", a)
+	}
+	return token
+}
+
+// TestStartLinkExpiresAndClosed: a "Get client phone" start link delivers the
+// contact within a day and only while the order is open or taken.
+func TestStartLinkExpiresAndClosed(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+		b := e.start()
+		ctx := context.Background()
+		tn := newTenant(t, e, b, 51000000, "links", "ru", 9700)
+		var (
+			leads []fakeamocrm.Lead
+			posts []faketelegram.Message
+		)
+		for _, name := range []string{"Старая ссылка", "Снятый заказ", "Свежая ссылка"} {
+			l := tn.newLead(t, e, name)
+			tn.toSearch(t, e, l.ID)
+			o := tn.postedOrder(t, b, l.ID)
+			m, _ := e.tg.Message(tn.group.ID, o.MessageID)
+			leads, posts = append(leads, l), append(posts, m)
+		}
+		waitJobsIdle(t, b)
+		askLink := func(u faketelegram.User, post faketelegram.Message) string {
+			q, err := e.tg.PressButton(tn.group.ID, post.MessageID, u.ID, buttonsOf(t, post)[0].CallbackData)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return startToken(t, answered(t, e, q))
+		}
+		lastText := func(u faketelegram.User, want string) func() bool {
+			return func() bool { got := botTexts(e, u.ID); return len(got) > 0 && got[len(got)-1] == want }
+		}
+		noContact := func(u faketelegram.User) {
+			t.Helper()
+			waitJobsIdle(t, b)
+			for _, text := range botTexts(e, u.ID) {
+				if strings.Contains(text, "client@links.test") {
+					t.Fatalf("contact sent to %s: %q", u.Username, text)
+				}
+			}
+		}
+
+		late := e.tg.AddUser("Late", "", "late")
+		token := askLink(late, posts[0])
+		ageReveals(t, b, kind, late.ID, dispatch.StartLinkTTL+time.Minute)
+		e.tg.UserStartsBot(late.ID, token)
+		eventually(t, "expired link answered", lastText(late, i18n.T("ru", "start.expired")))
+		noContact(late)
+
+		gone := e.tg.AddUser("Gone", "", "gone")
+		token = askLink(gone, posts[1])
+		if err := e.amo.MoveLead(tn.acc.ID, leads[1].ID, tn.statusByIndex(3)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "order withdrawn", func() bool {
+			o, err := b.Store().LatestOrder(ctx, tn.acc.ID, leads[1].ID)
+			return err == nil && o.Status == dispatch.OrderWithdrawn
+		})
+		e.tg.UserStartsBot(gone.ID, token)
+		eventually(t, "closed order answered", lastText(gone, i18n.T("ru", "start.closed")))
+		noContact(gone)
+
+		// Pressing again renews an unsent link: the day runs from the last press.
+		again := e.tg.AddUser("Again", "", "again")
+		token = askLink(again, posts[2])
+		ageReveals(t, b, kind, again.ID, dispatch.StartLinkTTL+time.Minute)
+		if renewed := askLink(again, posts[2]); renewed != token {
+			t.Fatalf("the second press gave another token: %q, %q", token, renewed)
+		}
+		e.tg.UserStartsBot(again.ID, token)
+		eventually(t, "contact after the renewed link", func() bool {
+			got := botTexts(e, again.ID)
+			return len(got) > 0 && strings.Contains(got[len(got)-1], "client@links.test")
+		})
 	})
 }

@@ -198,9 +198,15 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 	if err != nil {
 		return err
 	}
+	if r.SentAt == nil && f.db.Now().Sub(r.RequestedAt) > dispatch.StartLinkTTL {
+		return fmt.Errorf("start link of order %s: %w", r.OrderID, dispatch.ErrLinkExpired)
+	}
 	o, err := f.db.OrderByID(ctx, r.OrderID)
 	if err != nil {
 		return err
+	}
+	if !contactAllowed(o) {
+		return fmt.Errorf("start link of order %s: %w", o.ID, dispatch.ErrOrderClosed)
 	}
 	return f.db.InTx(ctx, func(tx *store.Tx) error {
 		return f.enqueue(ctx, tx, SendContactArgs{RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
@@ -226,9 +232,14 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 		lang = i18n.Lang(e.LanguageCode)
 	}
 	var text string
-	if o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID {
+	switch {
+	case o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID:
 		text = i18n.T(lang, "contact.taken", o.LeadID)
-	} else {
+	case !contactAllowed(o):
+		// Withdrawn between the press and this job: the client is no
+		// longer anyone's to call.
+		text = i18n.T(lang, "contact.closed", o.LeadID)
+	default:
 		api, lead, view, err := f.orderContext(ctx, o, true)
 		if err != nil {
 			return err
@@ -261,6 +272,12 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 	}
 	f.log.Info("contact sent", "account_id", o.AccountID, "order_id", o.ID, "telegram_id", args.TelegramID)
 	return f.db.MarkRevealSent(ctx, r.ID)
+}
+
+// contactAllowed: a client's contact goes out only for an order that is open
+// or taken; a withdrawn or failed one ended without an executor.
+func contactAllowed(o dispatch.Order) bool {
+	return o.Status == dispatch.OrderOpen || o.Status == dispatch.OrderTaken
 }
 
 // executorFieldText is what the deal's executor field shows.

@@ -303,6 +303,15 @@ func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64, kind string) (dis
 	if err := tx.g.Where("order_id = ? AND telegram_id = ? AND kind = ?", o.ID, telegramID, kind).Take(&got).Error; err != nil {
 		return dispatch.Reveal{}, translate(err, "read reveal")
 	}
+	if got.ID != row.ID && got.SentAt == nil {
+		// Pressed again while unsent: the start link given now must live
+		// its full day, not expire with the first one.
+		err := tx.g.Model(&revealRow{}).Where("id = ? AND sent_at IS NULL", got.ID).Update("requested_at", row.RequestedAt).Error
+		if err != nil {
+			return dispatch.Reveal{}, translate(err, "renew reveal")
+		}
+		got.RequestedAt = row.RequestedAt
+	}
 	return dispatch.Reveal{ID: got.ID, AccountID: got.AccountID, OrderID: got.OrderID, TelegramID: got.TelegramID,
 		RequestedAt: got.RequestedAt, SentAt: got.SentAt}, nil
 }

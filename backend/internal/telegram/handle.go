@@ -110,7 +110,12 @@ func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message, payload str
 		// The user came from a "Get client phone" answer: the contact is
 		// the reply, so no greeting.
 		err := b.o.Orders.StartToken(ctx, e, payload)
-		if err == nil || !errors.Is(err, dispatch.ErrNotFound) {
+		switch {
+		case errors.Is(err, dispatch.ErrLinkExpired):
+			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.expired"))
+		case errors.Is(err, dispatch.ErrOrderClosed):
+			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.closed"))
+		case err == nil || !errors.Is(err, dispatch.ErrNotFound):
 			return err
 		}
 	}
