@@ -305,3 +305,42 @@ func TestStartLinkExpiresAndClosed(t *testing.T) {
 		})
 	})
 }
+
+// TestLinkRepliesKeepTheGroupPace: the bot's answers to commands go through
+// the same pace as posts, so a burst of /link in one group never meets
+// Telegram's 429 (the fake enforces 20 messages a minute per group). The
+// answers beyond the pace wait, stored, for the next minute.
+func TestLinkRepliesKeepTheGroupPace(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind)
+		b := e.start()
+		ctx := context.Background()
+		e.tg.EnableFloodControl(faketelegram.DefaultFloodLimits())
+		admin := e.tg.AddUser("Admin", "", "burst_admin")
+		g := e.tg.NewGroup("Burst")
+		e.tg.AddBotToGroup(g.ID, admin.ID, "")
+		const burst = 22
+		for range burst {
+			e.tg.SendGroupMessage(g.ID, admin.ID, "/link wrong-code")
+		}
+		sendsTo := func(status int) int {
+			n := 0
+			for _, c := range e.tg.Calls("sendMessage") {
+				if id, _ := c.Int("chat_id"); id == g.ID && c.Status == status {
+					n++
+				}
+			}
+			return n
+		}
+		eventually(t, "20 answers and the rest waiting", func() bool {
+			n, err := b.Store().PendingUpdates(ctx)
+			return len(botTexts(e, g.ID)) == 20 && err == nil && n == burst-20
+		})
+		if n := sendsTo(429); n != 0 {
+			t.Fatalf("%d replies crossed the group's pace and got 429", n)
+		}
+		if got := botTexts(e, g.ID); got[0] != i18n.T("", "link.bad_code") {
+			t.Fatalf("first reply %q", got[0])
+		}
+	})
+}
