@@ -11,7 +11,13 @@ var (
 	ErrAlreadyTaken = errors.New("order already taken")
 	// ErrOrderClosed: the order was withdrawn or its deal left the search stage.
 	ErrOrderClosed = errors.New("order is no longer open")
+	// ErrLinkExpired: a contact start link older than StartLinkTTL.
+	ErrLinkExpired = errors.New("link expired")
 )
+
+// StartLinkTTL is how long a "Get client phone" start link delivers the
+// contact: a link forwarded or opened days later must not.
+const StartLinkTTL = 24 * time.Hour
 
 // Settings are an account's dispatch preferences.
 type Settings struct {

@@ -1143,3 +1143,88 @@ func TestInjectUpdate(t *testing.T) {
 		t.Fatal("non-object update accepted")
 	}
 }
+
+// A callback query carries the pressed message with its current keyboard, as
+// Telegram delivers it; a modified client may send any data on a message it
+// sees; a message the bot cannot access arrives as an InaccessibleMessage.
+func TestCallbackQueryMessages(t *testing.T) {
+	s := newFake(t)
+	u := startedUser(t, s)
+	g := s.NewGroup("Исполнители")
+	s.AddBotToGroup(g.ID, u.ID, "")
+	drain(t, s)
+	sent := mustOK(t, api(t, s, "sendMessage", map[string]any{"chat_id": g.ID, "text": "deal", "reply_markup": keyboard("p:1", "t:1")}))
+	var m struct {
+		MessageID int `json:"message_id"`
+	}
+	_ = json.Unmarshal(sent.Result, &m)
+
+	if _, err := s.PressButton(g.ID, m.MessageID, u.ID, "t:2"); err == nil {
+		t.Fatal("an honest press needs the button")
+	}
+	if _, err := s.ForgePress(g.ID, m.MessageID, u.ID, strings.Repeat("x", 65)); err == nil {
+		t.Fatal("callback_data is at most 64 bytes")
+	}
+	for _, press := range []func() (string, error){
+		func() (string, error) { return s.PressButton(g.ID, m.MessageID, u.ID, "t:1") },
+		func() (string, error) { return s.ForgePress(g.ID, m.MessageID, u.ID, "t:2") },
+		func() (string, error) { return s.PressInaccessible(g.ID, m.MessageID, u.ID, "t:1") },
+	} {
+		if _, err := press(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []models.Update
+	for _, raw := range s.Updates()[len(s.Updates())-3:] {
+		var up models.Update
+		if err := json.Unmarshal(raw, &up); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, up)
+	}
+	honest, forged, gone := got[0].CallbackQuery, got[1].CallbackQuery, got[2].CallbackQuery
+	for i, q := range []*models.CallbackQuery{honest, forged} {
+		msg := q.Message.Message
+		if msg == nil || msg.ID != m.MessageID || msg.ReplyMarkup == nil || len(msg.ReplyMarkup.InlineKeyboard[0]) != 2 ||
+			msg.ReplyMarkup.InlineKeyboard[0][1].CallbackData != "t:1" {
+			t.Fatalf("query %d message = %+v", i, msg)
+		}
+	}
+	if forged.Data != "t:2" {
+		t.Fatalf("forged data = %q", forged.Data)
+	}
+	if im := gone.Message.InaccessibleMessage; gone.Message.Message != nil || im == nil || im.MessageID != m.MessageID ||
+		im.Chat.ID != g.ID || im.Date != 0 {
+		t.Fatalf("inaccessible query message = %+v", gone.Message)
+	}
+	if strings.Contains(string(s.Updates()[len(s.Updates())-1]), "reply_markup") {
+		t.Fatal("an inaccessible message carries no keyboard")
+	}
+}
+
+// sendChatAction meets the same 403s as sendMessage to a private chat.
+func TestSendChatActionAccess(t *testing.T) {
+	s := newFake(t)
+	act := func(id int64, action string) apiResponse {
+		return api(t, s, "sendChatAction", map[string]any{"chat_id": id, "action": action})
+	}
+	fresh := s.AddUser("A", "", "")
+	wantErr(t, act(fresh.ID, "typing"), 403, "Forbidden: bot can't initiate conversation with a user")
+	s.UserStartsBot(fresh.ID, "")
+	mustOK(t, act(fresh.ID, "typing"))
+	wantErr(t, act(fresh.ID, "dancing"), 400, "Bad Request: wrong parameter action in request")
+	s.BlockBot(fresh.ID)
+	wantErr(t, act(fresh.ID, "typing"), 403, "Forbidden: bot was blocked by the user")
+	s.UserStartsBot(fresh.ID, "")
+	s.DeactivateUser(fresh.ID)
+	wantErr(t, act(fresh.ID, "typing"), 403, "Forbidden: user is deactivated")
+	wantErr(t, act(42, "typing"), 400, "Bad Request: chat not found")
+
+	ok, err := newClient(t, s).SendChatAction(context.Background(), &bot.SendChatActionParams{ChatID: fresh.ID, Action: models.ChatActionTyping})
+	if ok || !errors.Is(err, bot.ErrorForbidden) {
+		t.Fatalf("real client: %v %v", ok, err)
+	}
+	if n := len(s.Messages(fresh.ID)); n != 2 { // the two /start messages
+		t.Fatalf("chat actions must store no message, chat has %d", n)
+	}
+}

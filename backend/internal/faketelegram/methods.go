@@ -255,6 +255,26 @@ func (s *Server) sendMessage(_ context.Context, p params) (any, error) {
 	return m.clone(), nil
 }
 
+// chatActions are sendChatAction's documented actions.
+var chatActions = []string{"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
+	"upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"}
+
+// sendChatAction answers like sendMessage as far as access goes: a user who never
+// started the bot, blocked it or was deactivated gets the same 403. Nothing is stored:
+// the status only shows in the user's client for a few seconds.
+func (s *Server) sendChatAction(_ context.Context, p params) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.chatLocked(p, true); err != nil {
+		return nil, err
+	}
+	action, _ := p.str("action")
+	if !slices.Contains(chatActions, action) {
+		return nil, badRequest("wrong parameter action in request")
+	}
+	return true, nil
+}
+
 // editableLocked finds the bot's own message named by chat_id and message_id.
 func (s *Server) editableLocked(p params) (*Message, *apiError) {
 	if _, ok := p["inline_message_id"]; ok {

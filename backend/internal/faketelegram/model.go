@@ -134,13 +134,22 @@ func (m Message) clone() Message {
 	return c
 }
 
+// InaccessibleMessage is https://core.telegram.org/bots/api#inaccessiblemessage: a
+// date of 0 is what tells it apart from a Message.
+type InaccessibleMessage struct {
+	Chat      Chat  `json:"chat"`
+	MessageID int   `json:"message_id"`
+	Date      int64 `json:"date"`
+}
+
 // CallbackQuery is https://core.telegram.org/bots/api#callbackquery.
 type CallbackQuery struct {
-	ID           string   `json:"id"`
-	From         User     `json:"from"`
-	Message      *Message `json:"message,omitempty"`
-	ChatInstance string   `json:"chat_instance"`
-	Data         string   `json:"data,omitempty"`
+	ID   string `json:"id"`
+	From User   `json:"from"`
+	// Message is a *Message or an InaccessibleMessage (MaybeInaccessibleMessage).
+	Message      any    `json:"message,omitempty"`
+	ChatInstance string `json:"chat_instance"`
+	Data         string `json:"data,omitempty"`
 }
 
 // Chat member statuses as Telegram spells them.

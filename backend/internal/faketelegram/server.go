@@ -357,6 +357,7 @@ func init() {
 		"deleteWebhook":          (*Server).deleteWebhook,
 		"getWebhookInfo":         (*Server).getWebhookInfo,
 		"sendMessage":            (*Server).sendMessage,
+		"sendChatAction":         (*Server).sendChatAction,
 		"editMessageText":        (*Server).editMessageText,
 		"editMessageReplyMarkup": (*Server).editMessageReplyMarkup,
 		"answerCallbackQuery":    (*Server).answerCallbackQuery,

@@ -263,6 +263,33 @@ func (s *Server) isCommandForBot(text string) bool {
 // PressButton is userID pressing the inline button with this callback_data on the
 // bot's message. It fails if the message's current keyboard has no such button.
 func (s *Server) PressButton(chatID int64, messageID int, userID int64, data string) (string, error) {
+	return s.press(chatID, messageID, userID, data, pressHonest)
+}
+
+// ForgePress is a modified client sending any callback_data on a message it can see.
+// Telegram passes such a query on unchecked: the Bot API warns that the message may
+// carry no button with the query's data. The query's message is the message as it
+// is now, keyboard included.
+func (s *Server) ForgePress(chatID int64, messageID int, userID int64, data string) (string, error) {
+	return s.press(chatID, messageID, userID, data, pressForged)
+}
+
+// PressInaccessible is userID pressing a button on a message the bot can no longer
+// access: the query's message is an InaccessibleMessage (chat, message_id, date 0),
+// without text or keyboard.
+func (s *Server) PressInaccessible(chatID int64, messageID int, userID int64, data string) (string, error) {
+	return s.press(chatID, messageID, userID, data, pressInaccessible)
+}
+
+type pressKind int
+
+const (
+	pressHonest pressKind = iota
+	pressForged
+	pressInaccessible
+)
+
+func (s *Server) press(chatID int64, messageID int, userID int64, data string, kind pressKind) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.chats[chatID]
@@ -280,20 +307,31 @@ func (s *Server) PressButton(chatID int64, messageID int, userID int64, data str
 	if m == nil || m.Deleted {
 		return "", fmt.Errorf("faketelegram: no message %d in chat %d", messageID, chatID)
 	}
-	found := false
-	for _, row := range m.InlineKeyboard() {
-		for _, b := range row {
-			found = found || (b.URL == "" && b.CallbackData == data)
-		}
+	if len(data) == 0 || len(data) > 64 {
+		return "", fmt.Errorf("faketelegram: callback_data must be 1-64 bytes, got %d", len(data))
 	}
-	if !found {
-		return "", errors.New("faketelegram: the message's keyboard has no button with callback_data " + strconv.Quote(data))
+	if kind == pressHonest {
+		found := false
+		for _, row := range m.InlineKeyboard() {
+			for _, b := range row {
+				found = found || (b.URL == "" && b.CallbackData == data)
+			}
+		}
+		if !found {
+			return "", errors.New("faketelegram: the message's keyboard has no button with callback_data " + strconv.Quote(data))
+		}
 	}
 	s.nextQuerySeq++
 	id := strconv.FormatInt(6667286990484858000+s.nextQuerySeq, 10)
 	s.queries[id] = &queryState{created: s.now()}
-	snapshot := m.clone()
-	s.enqueueLocked("callback_query", CallbackQuery{ID: id, From: u.user, Message: &snapshot,
+	var msg any
+	if kind == pressInaccessible {
+		msg = InaccessibleMessage{Chat: c.chat, MessageID: messageID, Date: 0}
+	} else {
+		snapshot := m.clone()
+		msg = &snapshot
+	}
+	s.enqueueLocked("callback_query", CallbackQuery{ID: id, From: u.user, Message: msg,
 		ChatInstance: c.instance, Data: data})
 	return id, nil
 }

@@ -64,6 +64,9 @@ type Flow struct {
 
 	leadLocks [64]sync.Mutex // striped by lead id
 	intake    *intake
+
+	probeMu     sync.Mutex
+	probeMisses map[int64]time.Time // users Telegram called unreachable, when
 }
 
 func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {

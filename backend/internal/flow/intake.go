@@ -249,6 +249,13 @@ func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
 
 // reconcile schedules a pass over every account that dispatches.
 func (f *Flow) reconcile(ctx context.Context) error {
+	// The reconciler's period suits the inbox too, and River runs periodic
+	// jobs in one process at a time. A failed prune waits for the next pass.
+	if n, err := f.db.PruneUpdates(ctx); err != nil {
+		f.log.Warn("pruning processed Telegram updates failed", "err", err)
+	} else if n > 0 {
+		f.log.Info("pruned processed Telegram updates", "count", n)
+	}
 	accounts, err := f.db.ActiveAccounts(ctx)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/riverqueue/river"
 
@@ -21,6 +22,59 @@ var _ telegram.Orders = (*Flow)(nil)
 func (f *Flow) reachable(ctx context.Context, telegramID int64) bool {
 	e, err := f.db.Executor(ctx, telegramID)
 	return err == nil && e.Started && !e.Blocked
+}
+
+// probeTimeout bounds the question to Telegram inside a press, which must
+// still be answered within Telegram's limit; a slow answer means the start
+// link, which always works.
+const probeTimeout = 2 * time.Second
+
+// probeForget is how long a user Telegram called unreachable is not asked
+// again: only their /start (which this database sees) can change that, so
+// repeated presses cost answers, not calls.
+const probeForget = time.Minute
+
+// reachableNow is reachable, and for a user not known to have started the
+// bot asks Telegram: the user may have started it where this database did
+// not see it. A yes is recorded, so the question is asked once.
+func (f *Flow) reachableNow(ctx context.Context, user dispatch.Executor) bool {
+	if f.reachable(ctx, user.TelegramID) {
+		return true
+	}
+	if f.o.Bot == nil || f.probeMissed(user.TelegramID) {
+		return false
+	}
+	ok, err := f.o.Bot.Reachable(ctx, user.TelegramID, probeTimeout)
+	if err != nil {
+		f.log.Warn("telegram could not tell whether the user started the bot", "telegram_id", user.TelegramID, "err", err)
+		return false
+	}
+	if !ok {
+		f.rememberProbeMiss(user.TelegramID)
+		return false
+	}
+	if err := f.db.SaveExecutor(ctx, user, true); err != nil {
+		f.log.Warn("could not record a user who started the bot", "telegram_id", user.TelegramID, "err", err)
+	}
+	f.log.Info("user started the bot unseen, recorded", "telegram_id", user.TelegramID)
+	return true
+}
+
+func (f *Flow) probeMissed(telegramID int64) bool {
+	f.probeMu.Lock()
+	defer f.probeMu.Unlock()
+	at, ok := f.probeMisses[telegramID]
+	return ok && time.Since(at) < probeForget
+}
+
+func (f *Flow) rememberProbeMiss(telegramID int64) {
+	f.probeMu.Lock()
+	defer f.probeMu.Unlock()
+	if f.probeMisses == nil || len(f.probeMisses) >= 10000 {
+		// Bounded: forgetting early only costs one more question.
+		f.probeMisses = map[int64]time.Time{}
+	}
+	f.probeMisses[telegramID] = time.Now()
 }
 
 // Take decides the order for the first presser, atomically in the database,
@@ -60,6 +114,18 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	if err != nil {
 		return res, err
 	}
+	// Only the winner is asked about, after the decision: the question to
+	// Telegram must not hold the transaction that decides the race.
+	if res.StartToken != "" && f.reachableNow(ctx, user) {
+		qerr := f.db.InTx(ctx, func(tx *store.Tx) error {
+			return f.enqueue(ctx, tx, SendContactArgs{RevealID: res.StartToken, TelegramID: user.TelegramID, Winner: true})
+		})
+		if qerr == nil {
+			res.StartToken = ""
+		} else {
+			f.log.Warn("could not queue the winner's contact, the start link stays", "order_id", orderID, "err", qerr)
+		}
+	}
 	f.log.Info("order taken", "account_id", res.Order.AccountID, "order_id", orderID, "chat_id", chatID, "executor_id", user.TelegramID)
 	return res, nil
 }
@@ -88,7 +154,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 	if err != nil {
 		return telegram.ContactResult{}, err
 	}
-	if o.Status == dispatch.OrderPosting {
+	if o.Status == dispatch.OrderPosting && messageID != 0 {
 		// Pressed before the post's message id was recorded (its sender
 		// died): the press proves the post, so record it and go on.
 		if o, err = f.db.ConfirmPosted(ctx, chatID, orderID, messageID); err != nil {
@@ -107,7 +173,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
 		return telegram.ContactResult{}, err
 	}
-	reachable := f.reachable(ctx, user.TelegramID)
+	reachable := f.reachableNow(ctx, user)
 	var res telegram.ContactResult
 	// Pressing again costs an answer, not another message: the press reuses
 	// the user's reveal, a sent one is not sent again, and its job is unique.
@@ -132,9 +198,15 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 	if err != nil {
 		return err
 	}
+	if r.SentAt == nil && f.db.Now().Sub(r.RequestedAt) > dispatch.StartLinkTTL {
+		return fmt.Errorf("start link of order %s: %w", r.OrderID, dispatch.ErrLinkExpired)
+	}
 	o, err := f.db.OrderByID(ctx, r.OrderID)
 	if err != nil {
 		return err
+	}
+	if !contactAllowed(o) {
+		return fmt.Errorf("start link of order %s: %w", o.ID, dispatch.ErrOrderClosed)
 	}
 	return f.db.InTx(ctx, func(tx *store.Tx) error {
 		return f.enqueue(ctx, tx, SendContactArgs{RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
@@ -160,9 +232,14 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 		lang = i18n.Lang(e.LanguageCode)
 	}
 	var text string
-	if o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID {
+	switch {
+	case o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID:
 		text = i18n.T(lang, "contact.taken", o.LeadID)
-	} else {
+	case !contactAllowed(o):
+		// Withdrawn between the press and this job: the client is no
+		// longer anyone's to call.
+		text = i18n.T(lang, "contact.closed", o.LeadID)
+	default:
 		api, lead, view, err := f.orderContext(ctx, o, true)
 		if err != nil {
 			return err
@@ -195,6 +272,12 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 	}
 	f.log.Info("contact sent", "account_id", o.AccountID, "order_id", o.ID, "telegram_id", args.TelegramID)
 	return f.db.MarkRevealSent(ctx, r.ID)
+}
+
+// contactAllowed: a client's contact goes out only for an order that is open
+// or taken; a withdrawn or failed one ended without an executor.
+func contactAllowed(o dispatch.Order) bool {
+	return o.Status == dispatch.OrderOpen || o.Status == dispatch.OrderTaken
 }
 
 // executorFieldText is what the deal's executor field shows.

@@ -165,6 +165,36 @@ func (db *DB) FinishUpdate(ctx context.Context, id int64, owner string, procErr 
 	return translate(err, "finish update")
 }
 
+// UpdatesKept is how long processed updates stay stored: long enough to look
+// into a recent incident, short enough that the table stays small.
+const UpdatesKept = 3 * 24 * time.Hour
+
+// pruneBatch bounds one DELETE, so a first prune of a large backlog never
+// holds the table for long.
+const pruneBatch = 1000
+
+// PruneUpdates deletes updates processed longer than UpdatesKept ago, in
+// batches that the (processed_at, update_id) index finds. The highest stored
+// update is kept whatever its age: polling resumes after it.
+func (db *DB) PruneUpdates(ctx context.Context) (int64, error) {
+	before := db.utcNow().Add(-UpdatesKept)
+	var total int64
+	for {
+		res := db.gorm.WithContext(ctx).Exec(`DELETE FROM telegram_updates WHERE update_id IN (
+			SELECT update_id FROM telegram_updates
+			WHERE processed_at IS NOT NULL AND processed_at < ?
+			  AND update_id < (SELECT MAX(update_id) FROM telegram_updates)
+			ORDER BY processed_at LIMIT ?)`, before, pruneBatch)
+		if res.Error != nil {
+			return total, translate(res.Error, "prune updates")
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
 // MaxUpdateID is the highest stored update id: polling resumes after it.
 func (db *DB) MaxUpdateID(ctx context.Context) (int64, error) {
 	var max *int64

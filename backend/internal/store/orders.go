@@ -175,11 +175,12 @@ func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text 
 //
 // An order still "posting" can be taken too: a press proves its post exists
 // (the sender died before recording it), and recording the pressed message
-// keeps the post job from sending it again.
+// keeps the post job from sending it again. Without a message (messageID 0)
+// there is nothing to record, so a posting order cannot be taken that way.
 func (tx *Tx) TakeOrder(chatID int64, messageID int, id string, e dispatch.Executor) (dispatch.Order, error) {
 	now := tx.db.utcNow()
 	res := tx.g.Model(&orderRow{}).
-		Where("id = ? AND chat_id = ? AND (status = ? OR (status = ? AND message_id = 0))", id, chatID, dispatch.OrderOpen, dispatch.OrderPosting).
+		Where("id = ? AND chat_id = ? AND (status = ? OR (status = ? AND message_id = 0 AND ? <> 0))", id, chatID, dispatch.OrderOpen, dispatch.OrderPosting, messageID).
 		Updates(map[string]any{"status": string(dispatch.OrderTaken), "executor_id": e.TelegramID, "executor_name": e.FullName(),
 			"executor_username": e.Username, "taken_at": now, "updated_at": now,
 			"message_id": gorm.Expr("CASE WHEN message_id = 0 THEN ? ELSE message_id END", messageID)})
@@ -301,6 +302,15 @@ func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64, kind string) (dis
 	var got revealRow
 	if err := tx.g.Where("order_id = ? AND telegram_id = ? AND kind = ?", o.ID, telegramID, kind).Take(&got).Error; err != nil {
 		return dispatch.Reveal{}, translate(err, "read reveal")
+	}
+	if got.ID != row.ID && got.SentAt == nil {
+		// Pressed again while unsent: the start link given now must live
+		// its full day, not expire with the first one.
+		err := tx.g.Model(&revealRow{}).Where("id = ? AND sent_at IS NULL", got.ID).Update("requested_at", row.RequestedAt).Error
+		if err != nil {
+			return dispatch.Reveal{}, translate(err, "renew reveal")
+		}
+		got.RequestedAt = row.RequestedAt
 	}
 	return dispatch.Reveal{ID: got.ID, AccountID: got.AccountID, OrderID: got.OrderID, TelegramID: got.TelegramID,
 		RequestedAt: got.RequestedAt, SentAt: got.SentAt}, nil

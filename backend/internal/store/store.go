@@ -115,6 +115,9 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 
 func (db *DB) Dialect() Dialect { return db.dialect }
 
+// Now is the store's clock, injectable in tests.
+func (db *DB) Now() time.Time { return db.utcNow() }
+
 // SQL exposes the connection pool for libraries that need database/sql.
 func (db *DB) SQL() *sql.DB { return db.sql }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -231,6 +232,87 @@ func TestOneLiveAccountPerDomain(t *testing.T) {
 		}
 		if a, _ := db.Account(ctx, 7); a.Status != dispatch.AccountActive {
 			t.Fatalf("account of another domain is %s", a.Status)
+		}
+	})
+}
+
+// TestPruneUpdates: processed updates go after UpdatesKept; unprocessed ones
+// and the newest (polling resumes after it) stay.
+func TestPruneUpdates(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		var now atomic.Pointer[time.Time]
+		at := func(d time.Duration) { x := t0.Add(d); now.Store(&x) }
+		at(0)
+		db := dbtest.Open(t, kind, func() time.Time { return *now.Load() })
+		receive := func(ids ...int64) {
+			t.Helper()
+			var ups []store.StoredUpdate
+			for _, id := range ids {
+				ups = append(ups, store.StoredUpdate{ID: id, Payload: []byte(`{}`)})
+			}
+			if _, err := db.SaveUpdates(ctx, ups); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ClaimUpdates(ctx, "w", 100, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		finish := func(id int64, procErr error) {
+			t.Helper()
+			if err := db.FinishUpdate(ctx, id, "w", procErr, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored := func() []int64 {
+			t.Helper()
+			rows, err := db.SQL().QueryContext(ctx, "SELECT update_id FROM telegram_updates ORDER BY update_id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var ids []int64
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			return ids
+		}
+		prune := func(want int64) {
+			t.Helper()
+			if n, err := db.PruneUpdates(ctx); err != nil || n != want {
+				t.Fatalf("pruned %d, %v; want %d", n, err, want)
+			}
+		}
+
+		receive(1, 2, 3, 4)
+		finish(1, nil)
+		finish(2, nil)
+		finish(3, errors.New("still failing"))
+		finish(4, nil)
+		at(2 * 24 * time.Hour)
+		receive(5, 6)
+		finish(5, nil)
+		finish(6, nil)
+
+		at(store.UpdatesKept - time.Minute)
+		prune(0)
+		at(store.UpdatesKept + time.Hour)
+		prune(3)
+		if got := stored(); !slices.Equal(got, []int64{3, 5, 6}) {
+			t.Fatalf("after the first prune: %v", got)
+		}
+		at(10 * 24 * time.Hour)
+		prune(1)
+		if got := stored(); !slices.Equal(got, []int64{3, 6}) {
+			t.Fatalf("after the second prune: %v", got)
+		}
+		if max, _ := db.MaxUpdateID(ctx); max != 6 {
+			t.Fatalf("polling would resume after %d, want 6", max)
 		}
 	})
 }

@@ -39,7 +39,8 @@ type ContactResult struct {
 // Orders is what button presses and contact deep links need from the dispatch flow.
 type Orders interface {
 	// messageID is the pressed post: a press proves the post exists even if
-	// the process that sent it died before recording it.
+	// the process that sent it died before recording it. 0: the press came
+	// from a message the bot cannot access, which is never recorded or edited.
 	Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (TakeResult, error)
 	RequestContact(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (ContactResult, error)
 	StartToken(ctx context.Context, user dispatch.Executor, token string) error
@@ -55,17 +56,29 @@ func (b *Bot) onCallback(ctx context.Context, q *models.CallbackQuery) error {
 	if b.o.Orders == nil {
 		return nil
 	}
+	lang := q.From.LanguageCode
 	var (
 		chatID    int64
 		messageID int
 	)
 	switch {
 	case q.Message.Message != nil:
-		chatID, messageID = q.Message.Message.Chat.ID, q.Message.Message.ID
+		m := q.Message.Message
+		// Telegram does not check that the pressed message has a button with
+		// the query's data: a modified client can send another order's data
+		// on this post, and acting on it would rewrite this post.
+		if !hasButton(m.ReplyMarkup, q.Data) {
+			b.log.Info("telegram press without such a button, ignored", "chat_id", m.Chat.ID, "message_id", m.ID, "telegram_id", q.From.ID)
+			b.answer(ctx, q.ID, i18n.T(lang, "cb.stale"), "")
+			return nil
+		}
+		chatID, messageID = m.Chat.ID, m.ID
 	case q.Message.InaccessibleMessage != nil:
-		chatID, messageID = q.Message.InaccessibleMessage.Chat.ID, q.Message.InaccessibleMessage.MessageID
+		// Its keyboard cannot be checked, so the message is neither
+		// recorded as the order's post nor edited: messageID 0 acts on the
+		// order alone, still only in its own chat.
+		chatID = q.Message.InaccessibleMessage.Chat.ID
 	}
-	lang := q.From.LanguageCode
 	user := executorOf(q.From)
 	// Each action yields a start token (the user must open the bot first) or
 	// an error; the keys name the answers for success, success-with-token
@@ -111,6 +124,20 @@ func (b *Bot) onCallback(ctx context.Context, q *models.CallbackQuery) error {
 	}
 	b.answer(ctx, q.ID, i18n.T(lang, key), url)
 	return nil
+}
+
+func hasButton(kb *models.InlineKeyboardMarkup, data string) bool {
+	if kb == nil || data == "" {
+		return false
+	}
+	for _, row := range kb.InlineKeyboard {
+		for _, btn := range row {
+			if btn.CallbackData == data {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // answer is best effort: a query older than Telegram accepts ("query is too

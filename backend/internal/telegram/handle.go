@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	tgbot "github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
@@ -110,7 +111,12 @@ func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message, payload str
 		// The user came from a "Get client phone" answer: the contact is
 		// the reply, so no greeting.
 		err := b.o.Orders.StartToken(ctx, e, payload)
-		if err == nil || !errors.Is(err, dispatch.ErrNotFound) {
+		switch {
+		case errors.Is(err, dispatch.ErrLinkExpired):
+			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.expired"))
+		case errors.Is(err, dispatch.ErrOrderClosed):
+			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.closed"))
+		case err == nil || !errors.Is(err, dispatch.ErrNotFound):
 			return err
 		}
 	}
@@ -140,10 +146,24 @@ func (b *Bot) onLink(ctx context.Context, m *models.Message, code string) error 
 	return b.reply(ctx, chat.ID, i18n.T(a.Language, "link.ok", chat.Title, a.Name))
 }
 
-// reply sends a plain-text message. A chat that no longer accepts messages is
-// not worth retrying.
+// replyPaceWait bounds the wait for the chat's pace inside update handling:
+// longer, and a burst of commands would hold the workers past the update's
+// lease. The update is then retried later, when the pace allows.
+const replyPaceWait = 20 * time.Second
+
+// reply sends a plain-text message within the same pace as every other send:
+// a burst of commands in a group must not cross its 20 messages a minute. A
+// chat that no longer accepts messages is not worth retrying.
 func (b *Bot) reply(ctx context.Context, chatID int64, text string) error {
-	_, err := b.api.SendMessage(ctx, &tgbot.SendMessageParams{ChatID: chatID, Text: text})
+	waitCtx, cancel := context.WithTimeout(ctx, replyPaceWait)
+	err := b.pace.wait(waitCtx, chatID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("telegram reply to %d waits for the chat's pace: %w", chatID, err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
+	defer cancel()
+	_, err = b.api.SendMessage(callCtx, &tgbot.SendMessageParams{ChatID: chatID, Text: text})
 	if err == nil {
 		return nil
 	}

@@ -2,6 +2,7 @@ package telegram
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -15,27 +16,75 @@ import (
 type pacer struct {
 	global *rate.Limiter
 	mu     sync.Mutex
-	chats  map[int64]*rate.Limiter
+	chats  map[int64]*window
 }
 
+// Telegram counts a group's messages over the last minute. The second is a
+// margin for the difference between leaving here and arriving there.
+const (
+	groupPerWindow = 20
+	groupWindow    = time.Minute + time.Second
+	privateWindow  = time.Second + 50*time.Millisecond
+)
+
 func newPacer() *pacer {
-	return &pacer{global: rate.NewLimiter(30, 30), chats: map[int64]*rate.Limiter{}}
+	return &pacer{global: rate.NewLimiter(30, 30), chats: map[int64]*window{}}
 }
 
 func (p *pacer) wait(ctx context.Context, chatID int64) error {
 	p.mu.Lock()
-	l, ok := p.chats[chatID]
+	w, ok := p.chats[chatID]
 	if !ok {
 		if chatID < 0 {
-			l = rate.NewLimiter(rate.Every(time.Minute/20), 20)
+			w = &window{n: groupPerWindow, per: groupWindow}
 		} else {
-			l = rate.NewLimiter(rate.Every(time.Second), 3)
+			w = &window{n: 1, per: privateWindow}
 		}
-		p.chats[chatID] = l
+		p.chats[chatID] = w
 	}
 	p.mu.Unlock()
-	if err := l.Wait(ctx); err != nil {
+	if err := w.wait(ctx); err != nil {
 		return err
 	}
 	return p.global.Wait(ctx)
+}
+
+// window grants at most n calls in any span of per. A token bucket with a
+// burst of n would grant n at once and n more while it refills: up to 2n in
+// one window, which Telegram answers with 429.
+type window struct {
+	n   int
+	per time.Duration
+
+	mu    sync.Mutex
+	times []time.Time // the last n grants, oldest first
+}
+
+func (w *window) wait(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		now := time.Now()
+		if len(w.times) < w.n || now.Sub(w.times[0]) >= w.per {
+			if len(w.times) == w.n {
+				w.times = w.times[1:]
+			}
+			w.times = append(w.times, now)
+			w.mu.Unlock()
+			return nil
+		}
+		wait := w.times[0].Add(w.per).Sub(now)
+		w.mu.Unlock()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			// Fail now rather than after a wait that cannot end in time,
+			// saying when to come back: a job snoozes until then.
+			return fmt.Errorf("telegram pace: %w", &RetryAfterError{After: wait})
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -126,6 +126,31 @@ func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html st
 	return classify(err)
 }
 
+// Reachable asks Telegram whether the bot may write to the user privately,
+// for a user this database has not seen start the bot (started before the
+// install, a restored database, another deployment of the same bot). A
+// "typing" status is the cheapest call that meets sendMessage's 403s and
+// leaves nothing in the chat. The answer is false with a nil error only on
+// such a 403; a timeout, a 5xx or a 429 are errors, since they prove nothing.
+func (b *Bot) Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// The pace is kept even here: a wait longer than the timeout fails at
+	// once instead of crossing Telegram's limit.
+	if err := b.pace.wait(ctx, userID); err != nil {
+		return false, fmt.Errorf("telegram sendChatAction to %d: %w", userID, err)
+	}
+	_, err := b.api.SendChatAction(ctx, &tgbot.SendChatActionParams{ChatID: userID, Action: models.ChatActionTyping})
+	switch err = classify(err); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrUserUnreachable):
+		return false, nil
+	default:
+		return false, fmt.Errorf("telegram sendChatAction to %d: %w", userID, err)
+	}
+}
+
 // AnswerCallback answers a button press: a short text, or a URL that makes
 // Telegram open the bot's private chat.
 func (b *Bot) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
