@@ -41,7 +41,10 @@ func renderHTML(text string, entities []faketelegram.MessageEntity) string {
 			e := ents[next]
 			next++
 			if e.Length <= 0 || e.Offset < i {
-				continue // overlapping or empty: shown as plain text
+				continue // empty or starting inside a surrogate pair
+			}
+			if n := len(stack); n > 0 && e.Offset+e.Length > stack[n-1].Offset+stack[n-1].Length {
+				continue // crosses its parent's end: shown as plain text
 			}
 			out.WriteString(openTag(e))
 			stack = append(stack, e)
