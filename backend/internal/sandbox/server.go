@@ -78,6 +78,13 @@ func (s *Sandbox) widgetProxy() http.Handler {
 		}
 		r.Header.Set("Referer", origin+"/leads/")
 	}
+	proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		// A reloaded card frame cancels its calls; that is no failure.
+		if r.Context().Err() == nil {
+			s.opts.Log.Warn("sandbox: widget API proxy", "path", r.URL.Path, "err", err)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	return proxy
 }
 
