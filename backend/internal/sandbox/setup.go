@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -116,25 +117,34 @@ func (s *Sandbox) setup(ctx context.Context) (*world, error) {
 	w.manager = s.tg.AddUser("Анна", "Менеджерова", "anna_manager")
 	w.group = s.tg.NewGroup("Исполнители · Быстрые руки")
 	s.tg.AddBotToGroup(w.group.ID, w.manager.ID, code)
-	token := s.token(w.acc, adminID)
-	if err := s.waitFor(ctx, "the group linked", func() (bool, error) {
-		var st struct {
-			Chats []struct {
-				ID     int64 `json:"id"`
-				Active bool  `json:"active"`
-			} `json:"chats"`
-		}
-		if err := s.widgetAPI(ctx, http.MethodGet, "/api/widget/state", token, nil, &st); err != nil {
-			return false, err
-		}
-		for _, c := range st.Chats {
-			if c.ID == w.group.ID && c.Active {
-				return true, nil
-			}
-		}
-		return false, nil
+	// The bot's answer in the group is what the manager waits for; each
+	// look at the widget's state costs three amoCRM calls of the account's
+	// seven a second, so it is asked once, after.
+	bot := s.tg.Bot().ID
+	if err := s.waitFor(ctx, "the bot's answer in the group", func() (bool, error) {
+		return slices.ContainsFunc(s.tg.Messages(w.group.ID), func(m faketelegram.Message) bool {
+			return m.From != nil && m.From.ID == bot
+		}), nil
 	}); err != nil {
 		return nil, err
+	}
+	token := s.token(w.acc, adminID)
+	var st struct {
+		Chats []struct {
+			ID     int64 `json:"id"`
+			Active bool  `json:"active"`
+		} `json:"chats"`
+	}
+	if err := s.widgetAPI(ctx, http.MethodGet, "/api/widget/state", token, nil, &st); err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(st.Chats, func(c struct {
+		ID     int64 `json:"id"`
+		Active bool  `json:"active"`
+	}) bool {
+		return c.ID == w.group.ID && c.Active
+	}) {
+		return nil, fmt.Errorf("the bot answered in the group but did not link it: %s", lastText(s.tg.Messages(w.group.ID)))
 	}
 
 	// Two executors opened the bot already; the third has not, so her
@@ -269,4 +279,11 @@ func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() (bool, e
 		case <-t.C:
 		}
 	}
+}
+
+func lastText(msgs []faketelegram.Message) string {
+	if len(msgs) == 0 {
+		return ""
+	}
+	return msgs[len(msgs)-1].Text
 }
