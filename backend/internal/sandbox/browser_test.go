@@ -230,6 +230,12 @@ func TestSandboxBrowser(t *testing.T) {
 	if errs := eval[[]string](t, br, `document.getElementById('card-frame').contentWindow.__widgetErrors || []`); len(errs) > 0 {
 		t.Fatalf("widget errors: %q", errs)
 	}
+
+	// English: the page's texts and the widget's panel switch.
+	br.run(t, chromedp.Click(chromedp.CSS("#lang")))
+	br.waitText(t, "#board-section h2", "Deals", false)
+	br.waitText(t, "#deal-fields", "Stage", false)
+	br.waitText(t, ".amodispatch-order", "Taken by Иван Петров", true)
 	br.noExceptions(t)
 
 	// The install confirmation page, as the demo's install got it.

@@ -132,6 +132,9 @@ func request(t testing.TB, method, url string, in any) (int, []byte) {
 		body = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, body)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +238,16 @@ func TestSandboxEndpoints(t *testing.T) {
 	if status, _ := request(t, http.MethodPost, sb.URL()+"sandbox/press",
 		map[string]any{"chat_id": alexey.ID, "message_id": 1, "user_id": ivan.ID, "data": "t:x"}); status != http.StatusBadRequest {
 		t.Fatalf("press in another executor's private chat: HTTP %d", status)
+	}
+
+	// Another site's page can only send simple requests, which are refused.
+	resp, err := http.Post(sb.URL()+"sandbox/move", "text/plain", strings.NewReader(`{"lead_id":1,"stage_id":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("a text/plain move: HTTP %d", resp.StatusCode)
 	}
 
 	// The manager moves the deal: amoCRM's webhook, the backend's job, the post.

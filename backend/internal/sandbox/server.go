@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -48,13 +49,26 @@ func (s *Sandbox) routes() http.Handler {
 	})
 	mux.Handle("/api/widget/", s.widgetProxy())
 	mux.HandleFunc("GET /sandbox/state", s.handleState)
-	mux.HandleFunc("POST /sandbox/move", s.handleMove)
-	mux.HandleFunc("POST /sandbox/press", s.handlePress)
+	mux.Handle("POST /sandbox/move", jsonOnly(http.HandlerFunc(s.handleMove)))
+	mux.Handle("POST /sandbox/press", jsonOnly(http.HandlerFunc(s.handlePress)))
 	mux.HandleFunc("GET /sandbox/install", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(s.demo.installPage)
 	})
 	return mux
+}
+
+// jsonOnly refuses bodies that are not JSON: a JSON request from another
+// site needs a CORS preflight, which this server never grants, so other
+// pages open in the browser cannot move deals or press buttons.
+func jsonOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, errors.New("the body must be application/json"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func fileHandler(fsys fs.FS, name string) http.Handler {
