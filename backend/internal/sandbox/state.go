@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -156,7 +157,7 @@ func (s *Sandbox) state(ctx context.Context, lead int64) (stateView, error) {
 	var order struct {
 		Order json.RawMessage `json:"order"`
 	}
-	if err := s.widgetAPI(ctx, "GET", fmt.Sprintf("/api/widget/deals/%d", l.ID), s.token(d.acc, d.adminID), nil, &order); err != nil {
+	if err := s.widgetAPI(ctx, http.MethodGet, fmt.Sprintf("/api/widget/deals/%d", l.ID), s.token(d.acc, d.adminID), nil, &order); err != nil {
 		return st, err
 	}
 	dv.Order = order.Order
