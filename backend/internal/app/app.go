@@ -26,14 +26,16 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/config"
 	"github.com/amodispatch/amodispatch/backend/internal/flow"
 	"github.com/amodispatch/amodispatch/backend/internal/httpapi"
+	"github.com/amodispatch/amodispatch/backend/internal/sandbox"
 	"github.com/amodispatch/amodispatch/backend/internal/secret"
 	"github.com/amodispatch/amodispatch/backend/internal/service"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
 	"github.com/amodispatch/amodispatch/backend/internal/telegram"
 )
 
-const usage = `usage: dispatcher [serve|migrate|rotate-keys|healthcheck|version]
+const usage = `usage: dispatcher [serve|demo|migrate|rotate-keys|healthcheck|version]
   serve        run the backend (default)
+  demo         run the backend with a simulated amoCRM and Telegram and a page showing both (see -h)
   migrate      apply database migrations and exit
   rotate-keys  re-seal stored secrets with the first ENCRYPTION_KEY and exit
   healthcheck  exit 0 when this machine's backend answers /readyz (for container healthchecks)
@@ -52,6 +54,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "version":
 		fmt.Fprintln(stdout, "dispatcher", Version)
 		return nil
+	case "demo":
+		return sandbox.Run(ctx, args[1:], getenv, stdout, startBackend)
 	case "serve", "migrate", "rotate-keys", "healthcheck":
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)
@@ -99,6 +103,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return a.Shutdown(shutdownCtx)
+}
+
+// startBackend is Start as the sandbox calls it (it cannot import this package).
+func startBackend(ctx context.Context, cfg config.Config, log *slog.Logger) (sandbox.Backend, error) {
+	a, err := Start(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // healthcheck asks the backend listening on this machine whether it is ready.

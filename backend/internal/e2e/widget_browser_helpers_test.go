@@ -31,7 +31,7 @@ import (
 const (
 	chromiumPath   = "/usr/bin/chromium"
 	widgetDir      = "../../../widget"
-	amoPageDir     = "testdata/amocrm-page"
+	amoPageDir     = "../sandbox/amocrm-page"
 	widgetPagePath = "/widget"
 )
 
