@@ -92,10 +92,10 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 	if err != nil {
 		return err
 	}
-	if o.Status != dispatch.OrderPosting || o.MessageID != 0 {
+	if !o.AwaitsPost() {
 		return nil
 	}
-	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.Active || c.AccountID != o.AccountID {
+	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.ActiveFor(o.AccountID) {
 		return f.db.FailOrder(ctx, o.ID, "chat is no longer linked")
 	}
 	a, s, err := f.accountSettings(ctx, o.AccountID)

@@ -154,7 +154,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 	if err != nil {
 		return telegram.ContactResult{}, err
 	}
-	if o.Status == dispatch.OrderPosting && messageID != 0 {
+	if o.AwaitsPost() && messageID != 0 {
 		// Pressed before the post's message id was recorded (its sender
 		// died): the press proves the post, so record it and go on.
 		if o, err = f.db.ConfirmPosted(ctx, chatID, orderID, messageID); err != nil {
@@ -165,9 +165,9 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 		f.tidyIfCopy(ctx, o, messageID)
 	}
 	switch {
-	case o.Status == dispatch.OrderTaken && o.ExecutorID != user.TelegramID:
+	case o.TakenByOther(user.TelegramID):
 		return telegram.ContactResult{}, dispatch.ErrAlreadyTaken
-	case o.Status != dispatch.OrderOpen && o.Status != dispatch.OrderTaken:
+	case !o.ContactAllowed():
 		return telegram.ContactResult{}, dispatch.ErrOrderClosed
 	}
 	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
@@ -205,7 +205,7 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 	if err != nil {
 		return err
 	}
-	if !contactAllowed(o) {
+	if !o.ContactAllowed() {
 		return fmt.Errorf("start link of order %s: %w", o.ID, dispatch.ErrOrderClosed)
 	}
 	return f.db.InTx(ctx, func(tx *store.Tx) error {
@@ -233,9 +233,9 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 	}
 	var text string
 	switch {
-	case o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID:
+	case o.TakenByOther(args.TelegramID):
 		text = i18n.T(lang, "contact.taken", o.LeadID)
-	case !contactAllowed(o):
+	case !o.ContactAllowed():
 		// Withdrawn between the press and this job: the client is no
 		// longer anyone's to call.
 		text = i18n.T(lang, "contact.closed", o.LeadID)
@@ -272,12 +272,6 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 	}
 	f.log.Info("contact sent", "account_id", o.AccountID, "order_id", o.ID, "telegram_id", args.TelegramID)
 	return f.db.MarkRevealSent(ctx, r.ID)
-}
-
-// contactAllowed: a client's contact goes out only for an order that is open
-// or taken; a withdrawn or failed one ended without an executor.
-func contactAllowed(o dispatch.Order) bool {
-	return o.Status == dispatch.OrderOpen || o.Status == dispatch.OrderTaken
 }
 
 // executorFieldText is what the deal's executor field shows.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -293,95 +292,72 @@ func (w *Widget) RotateLinkCode(ctx context.Context, a dispatch.Account, userID 
 // SaveSettings validates settings against the account's real pipelines,
 // stages, chats, fields and users, then stores them. Invalid input changes nothing.
 func (w *Widget) SaveSettings(ctx context.Context, a dispatch.Account, in SettingsView) (SettingsView, error) {
-	switch in.Language {
-	case "", "ru", "en":
-	default:
-		return SettingsView{}, dispatch.Invalid("language must be \"\", \"ru\" or \"en\"")
-	}
-	api, err := w.svc.API(ctx, a.ID)
-	if err != nil {
-		return SettingsView{}, err
-	}
-	pipelines, err := api.ListPipelines(ctx)
-	if err != nil {
-		return SettingsView{}, fmt.Errorf("read pipelines from amoCRM: %w", err)
-	}
-	stagesOf := map[int64][]int64{}
-	for _, p := range pipelines {
-		for _, s := range p.Statuses {
-			stagesOf[p.ID] = append(stagesOf[p.ID], s.ID)
-		}
-	}
-	chats, err := w.svc.db.Chats(ctx, a.ID)
-	if err != nil {
-		return SettingsView{}, err
-	}
-	out := dispatch.Settings{AccountID: a.ID, Language: in.Language, ShowBudget: in.ShowBudget, ExecutorUsers: map[int64]int64{}}
-	seen := map[int64]bool{}
+	want := dispatch.Settings{AccountID: a.ID, Language: in.Language, OrderFieldIDs: in.OrderFieldIDs, ShowBudget: in.ShowBudget,
+		ExecutorUsers: map[int64]int64{}}
 	for _, r := range in.Rules {
-		stages, ok := stagesOf[r.PipelineID]
-		if !ok {
-			return SettingsView{}, dispatch.Invalid("pipeline %d does not exist in this account", r.PipelineID)
-		}
-		if seen[r.PipelineID] {
-			return SettingsView{}, dispatch.Invalid("pipeline %d is configured twice", r.PipelineID)
-		}
-		seen[r.PipelineID] = true
-		for _, st := range r.TriggerStageIDs {
-			if !slices.Contains(stages, st) || st == amocrm.StatusWon || st == amocrm.StatusLost {
-				return SettingsView{}, dispatch.Invalid("stage %d is not a working stage of pipeline %d", st, r.PipelineID)
-			}
-		}
-		if r.FoundStageID != 0 {
-			if !slices.Contains(stages, r.FoundStageID) {
-				return SettingsView{}, dispatch.Invalid("stage %d does not belong to pipeline %d", r.FoundStageID, r.PipelineID)
-			}
-			if slices.Contains(r.TriggerStageIDs, r.FoundStageID) {
-				return SettingsView{}, dispatch.Invalid("the \"executor found\" stage cannot also be a search stage")
-			}
-		}
-		if r.DefaultChatID != 0 && !slices.ContainsFunc(chats, func(c dispatch.Chat) bool { return c.ID == r.DefaultChatID && c.Active }) {
-			return SettingsView{}, dispatch.Invalid("chat %d is not an active chat of this account", r.DefaultChatID)
-		}
-		out.Rules = append(out.Rules, dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: slices.Compact(slices.Sorted(slices.Values(r.TriggerStageIDs))),
+		want.Rules = append(want.Rules, dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: r.TriggerStageIDs,
 			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
 	}
-	if in.OrderFieldIDs != nil {
-		fields, err := api.ListLeadCustomFields(ctx)
+	for tgStr, amoUser := range in.ExecutorUsers {
+		tg, err := strconv.ParseInt(tgStr, 10, 64)
 		if err != nil {
-			return SettingsView{}, fmt.Errorf("read deal fields from amoCRM: %w", err)
+			return SettingsView{}, dispatch.Invalid("%q is not a Telegram user id", tgStr)
 		}
-		for _, id := range in.OrderFieldIDs {
-			if !slices.ContainsFunc(fields, func(f amocrm.CustomField) bool { return f.ID == id }) {
-				return SettingsView{}, dispatch.Invalid("deal field %d does not exist in this account", id)
-			}
-		}
-		out.OrderFieldIDs = in.OrderFieldIDs
+		want.ExecutorUsers[tg] = amoUser
 	}
-	if len(in.ExecutorUsers) > 0 {
-		users, err := api.ListUsers(ctx)
-		if err != nil {
-			return SettingsView{}, fmt.Errorf("read users from amoCRM: %w", err)
-		}
-		for tgStr, amoUser := range in.ExecutorUsers {
-			tg, err := strconv.ParseInt(tgStr, 10, 64)
-			if err != nil || tg <= 0 {
-				return SettingsView{}, dispatch.Invalid("%q is not a Telegram user id", tgStr)
-			}
-			if amoUser == 0 {
-				continue
-			}
-			if !slices.ContainsFunc(users, func(u amocrm.User) bool { return u.ID == amoUser }) {
-				return SettingsView{}, dispatch.Invalid("user %d does not exist in this account", amoUser)
-			}
-			out.ExecutorUsers[tg] = amoUser
-		}
+	if err := dispatch.CheckLanguage(want.Language); err != nil {
+		return SettingsView{}, err // refused before any amoCRM request
+	}
+	c, err := w.catalog(ctx, a.ID, want)
+	if err != nil {
+		return SettingsView{}, err
+	}
+	out, err := want.Validate(c)
+	if err != nil {
+		return SettingsView{}, err
 	}
 	if err := w.svc.db.SaveSettings(ctx, out); err != nil {
 		return SettingsView{}, err
 	}
 	w.svc.log.Info("settings saved", "account_id", a.ID)
 	return settingsView(out), nil
+}
+
+// catalog reads what settings are checked against. Fields and users are read
+// only when the settings name some: each list is an amoCRM request.
+func (w *Widget) catalog(ctx context.Context, accountID int64, s dispatch.Settings) (dispatch.Catalog, error) {
+	var c dispatch.Catalog
+	api, err := w.svc.API(ctx, accountID)
+	if err != nil {
+		return c, err
+	}
+	pipelines, err := api.ListPipelines(ctx)
+	if err != nil {
+		return c, fmt.Errorf("read pipelines from amoCRM: %w", err)
+	}
+	c.Pipelines = toDomainPipelines(pipelines)
+	if c.Chats, err = w.svc.db.Chats(ctx, accountID); err != nil {
+		return c, err
+	}
+	if s.OrderFieldIDs != nil {
+		fields, err := api.ListLeadCustomFields(ctx)
+		if err != nil {
+			return c, fmt.Errorf("read deal fields from amoCRM: %w", err)
+		}
+		for _, f := range fields {
+			c.FieldIDs = append(c.FieldIDs, f.ID)
+		}
+	}
+	if len(s.ExecutorUsers) > 0 {
+		users, err := api.ListUsers(ctx)
+		if err != nil {
+			return c, fmt.Errorf("read users from amoCRM: %w", err)
+		}
+		for _, u := range users {
+			c.UserIDs = append(c.UserIDs, u.ID)
+		}
+	}
+	return c, nil
 }
 
 // Deal is the order state of one deal.
@@ -420,7 +396,7 @@ func (w *Widget) SetDealChat(ctx context.Context, a dispatch.Account, leadID, ch
 	}
 	if chatID != 0 {
 		c, err := w.svc.db.Chat(ctx, chatID)
-		if err != nil || c.AccountID != a.ID || !c.Active {
+		if err != nil || !c.ActiveFor(a.ID) {
 			return dispatch.Invalid("chat %d is not an active chat of this account", chatID)
 		}
 	}

@@ -127,7 +127,7 @@ func (b *Bot) onLink(ctx context.Context, m *models.Message, code string) error 
 	if code == "" {
 		// A bare /start in a group: tell an already linked chat where it
 		// belongs, otherwise how to link it.
-		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.Active {
+		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.ActiveFor(a.ID) {
 			return b.reply(ctx, m.Chat.ID, i18n.T(a.Language, "link.already", a.Name))
 		}
 		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.usage"))
