@@ -92,7 +92,7 @@ func keyboard(rows [][]Button) models.ReplyMarkup {
 }
 
 // SendHTML posts an HTML message, with an optional inline keyboard.
-func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
+func (b *Client) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return 0, err
 	}
@@ -112,7 +112,7 @@ func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]
 
 // EditHTML replaces a message's text and removes its keyboard. An identical
 // edit ("message is not modified") counts as success.
-func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
+func (b *Client) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html st
 // "typing" status is the cheapest call that meets sendMessage's 403s and
 // leaves nothing in the chat. The answer is false with a nil error only on
 // such a 403; a timeout, a 5xx or a 429 are errors, since they prove nothing.
-func (b *Bot) Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error) {
+func (b *Client) Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// The pace is kept even here: a wait longer than the timeout fails at
@@ -153,7 +153,7 @@ func (b *Bot) Reachable(ctx context.Context, userID int64, timeout time.Duration
 
 // AnswerCallback answers a button press: a short text, or a URL that makes
 // Telegram open the bot's private chat.
-func (b *Bot) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
+func (b *Client) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := b.api.AnswerCallbackQuery(ctx, &tgbot.AnswerCallbackQueryParams{
@@ -162,8 +162,33 @@ func (b *Bot) AnswerCallback(ctx context.Context, queryID, text, url string, ale
 	return classify(err)
 }
 
+// Reply sends a plain-text message within the same pace as every other send:
+// a burst of commands in a group must not cross its 20 messages a minute.
+// The wait for the pace is bounded by paceWait, separately from the call. A
+// chat that no longer accepts messages is not worth retrying, so that is
+// logged and not returned.
+func (b *Client) Reply(ctx context.Context, chatID int64, text string, paceWait time.Duration) error {
+	waitCtx, cancel := context.WithTimeout(ctx, paceWait)
+	err := b.pace.wait(waitCtx, chatID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("telegram reply to %d waits for the chat's pace: %w", chatID, err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
+	defer cancel()
+	_, err = b.api.SendMessage(callCtx, &tgbot.SendMessageParams{ChatID: chatID, Text: text})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, tgbot.ErrorForbidden) || errors.Is(err, tgbot.ErrorBadRequest) {
+		b.log.Warn("telegram reply not delivered", "chat_id", chatID, "err", err)
+		return nil
+	}
+	return fmt.Errorf("telegram sendMessage to %d: %w", chatID, err)
+}
+
 // StartLink is the deep link that opens the bot's private chat with a payload.
-func (b *Bot) StartLink(ctx context.Context, payload string) (string, error) {
+func (b *Client) StartLink(ctx context.Context, payload string) (string, error) {
 	u, err := b.Username(ctx)
 	if err != nil {
 		return "", err
