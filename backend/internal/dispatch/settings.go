@@ -81,14 +81,26 @@ func (s Settings) Lang(a Account) string {
 	return a.Language
 }
 
-// Catalog is what an account has in amoCRM and Telegram now, for checking
-// settings against. FieldIDs and UserIDs are read only when the settings
-// name fields or users (each list costs an amoCRM request).
+// Catalog is what an account has in amoCRM and Telegram now: what the
+// settings page offers and what settings are checked against.
 type Catalog struct {
 	Pipelines []Pipeline
 	Chats     []Chat
-	FieldIDs  []int64
-	UserIDs   []int64
+	Fields    []Field
+	Users     []User
+}
+
+// Field is one of the account's deal custom fields.
+type Field struct {
+	ID   int64
+	Name string
+	Type string
+}
+
+// User is one of the account's amoCRM users.
+type User struct {
+	ID   int64
+	Name string
 }
 
 // CheckLanguage refuses a post language the bot has no texts for ("" follows
@@ -141,7 +153,7 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 	}
 	if s.OrderFieldIDs != nil {
 		for _, id := range s.OrderFieldIDs {
-			if !slices.Contains(c.FieldIDs, id) {
+			if !slices.ContainsFunc(c.Fields, func(f Field) bool { return f.ID == id }) {
 				return Settings{}, Invalid("deal field %d does not exist in this account", id)
 			}
 		}
@@ -154,7 +166,7 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 		if amoUser == 0 {
 			continue // the admin removed the mapping
 		}
-		if !slices.Contains(c.UserIDs, amoUser) {
+		if !slices.ContainsFunc(c.Users, func(u User) bool { return u.ID == amoUser }) {
 			return Settings{}, Invalid("user %d does not exist in this account", amoUser)
 		}
 		out.ExecutorUsers[tg] = amoUser

@@ -19,8 +19,8 @@ func catalog() Catalog {
 			{ID: -200, AccountID: 1, Active: false},
 			{ID: -300, AccountID: 2, Active: true},
 		},
-		FieldIDs: []int64{501, 502},
-		UserIDs:  []int64{900, 901},
+		Fields: []Field{{ID: 501}, {ID: 502}},
+		Users:  []User{{ID: 900}, {ID: 901}},
 	}
 }
 
