@@ -299,7 +299,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 			Audience: amocrm.AudienceOf(cfg.AmoRedirectURI), Leeway: time.Minute}, a.flow, links, cfg.WidgetAdminTTL)
 	}
 	if a.client != nil {
-		a.updates = tgbot.New(tgbot.Options{Client: a.client, Inbox: db, Chats: a.svc, Orders: a.flow, Owner: a.svc.Owner(), Logger: log})
+		a.updates = tgbot.New(tgbot.Options{Client: a.client, Inbox: inbox{db}, Chats: a.svc, Orders: a.flow, Owner: a.svc.Owner(), Logger: log})
 		deps.Updates, deps.Bot = a.updates, a.client
 		if cfg.TelegramMode == config.ModeWebhook {
 			deps.TelegramSecrets = telegramSecrets(cfg, keys)

@@ -14,13 +14,20 @@ import (
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/flow"
-	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
-// Inbox is the durable store of received updates.
+// Update is a received update as the inbox keeps it.
+type Update struct {
+	ID       int64
+	Payload  []byte
+	Attempts int // processing attempts so far, this one included
+}
+
+// Inbox is the durable store of received updates; the poller's lease lives
+// there too, so that one process polls at a time.
 type Inbox interface {
-	SaveUpdates(ctx context.Context, updates []store.StoredUpdate) (int, error)
-	ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]store.StoredUpdate, error)
+	SaveUpdates(ctx context.Context, updates []Update) (int, error)
+	ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]Update, error)
 	FinishUpdate(ctx context.Context, id int64, owner string, procErr error, backoff time.Duration) error
 	MaxUpdateID(ctx context.Context) (int64, error)
 	AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
@@ -85,7 +92,7 @@ func New(o Options) *Handler {
 // Accept stores raw updates (webhook body or a getUpdates batch) and wakes
 // the processor. Only a nil return allows acknowledging them to Telegram.
 func (b *Handler) Accept(ctx context.Context, raws []json.RawMessage) error {
-	batch := make([]store.StoredUpdate, 0, len(raws))
+	batch := make([]Update, 0, len(raws))
 	for _, raw := range raws {
 		var head struct {
 			UpdateID *int64 `json:"update_id"`
@@ -93,7 +100,7 @@ func (b *Handler) Accept(ctx context.Context, raws []json.RawMessage) error {
 		if err := json.Unmarshal(raw, &head); err != nil || head.UpdateID == nil {
 			return fmt.Errorf("telegram update without update_id: %w", dispatch.ErrInvalid)
 		}
-		batch = append(batch, store.StoredUpdate{ID: *head.UpdateID, Payload: raw})
+		batch = append(batch, Update{ID: *head.UpdateID, Payload: raw})
 	}
 	if _, err := b.o.Inbox.SaveUpdates(ctx, batch); err != nil {
 		return err
