@@ -133,7 +133,9 @@ func (f *fakeWidget) SaveSettings(_ context.Context, _ dispatch.Account, s dispa
 func TestSettingsConversion(t *testing.T) {
 	w := &fakeWidget{}
 	app := New(Deps{Widget: w})
-	put := func(body string) (int, string) { return call(t, app, "PUT", "/api/widget/settings", "application/json", body) }
+	put := func(body string) (int, string) {
+		return call(t, app, "PUT", "/api/widget/settings", "application/json", body)
+	}
 	if status, body := put(`{"executor_users": {"ivan": 5}}`); status != 400 || !strings.Contains(body, `\"ivan\" is not a Telegram user id`) || w.saved != nil {
 		t.Errorf("a non-numeric Telegram id: %d %s (saved %v), want 400 before saving", status, body, w.saved)
 	}
