@@ -233,3 +233,34 @@ func TestCommandForAnotherBot(t *testing.T) {
 		t.Errorf("replied %+v to another bot's command", c.replies)
 	}
 }
+
+// A press from a message the bot cannot read acts on the order in its own
+// chat with no message: its keyboard cannot be checked, so it is neither
+// recorded as the post nor edited.
+func TestPressFromInaccessibleMessage(t *testing.T) {
+	c := &fakeClient{}
+	var gotChat int64
+	gotMessage := -1
+	orders := takeRecorder{take: func(chatID int64, messageID int) { gotChat, gotMessage = chatID, messageID }}
+	h := New(Options{Client: c, Orders: orders})
+	u := models.Update{ID: 3, CallbackQuery: &models.CallbackQuery{ID: "q", Data: "t:o1", From: models.User{ID: 42},
+		Message: models.MaybeInaccessibleMessage{Type: models.MaybeInaccessibleMessageTypeInaccessibleMessage,
+			InaccessibleMessage: &models.InaccessibleMessage{Chat: models.Chat{ID: -100}, MessageID: 10}}}}
+	raw, _ := json.Marshal(u)
+	if err := h.handle(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	if gotChat != -100 || gotMessage != 0 {
+		t.Errorf("Take in chat %d with message %d, want chat -100 and message 0", gotChat, gotMessage)
+	}
+}
+
+type takeRecorder struct {
+	fakeOrders
+	take func(chatID int64, messageID int)
+}
+
+func (r takeRecorder) Take(_ context.Context, chatID int64, messageID int, _ string, _ dispatch.Executor) (flow.PressResult, error) {
+	r.take(chatID, messageID)
+	return flow.PressResult{Outcome: flow.Won}, nil
+}
