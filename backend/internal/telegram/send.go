@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	tgbot "github.com/go-telegram/bot"
+	botapi "github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
 )
 
@@ -43,23 +43,23 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	var tooMany *tgbot.TooManyRequestsError
+	var tooMany *botapi.TooManyRequestsError
 	if errors.As(err, &tooMany) {
 		return &RetryAfterError{After: time.Duration(max(tooMany.RetryAfter, 1)) * time.Second}
 	}
-	var migrate *tgbot.MigrateError
+	var migrate *botapi.MigrateError
 	if errors.As(err, &migrate) {
 		return &MigratedError{NewChatID: int64(migrate.MigrateToChatID)}
 	}
 	msg := err.Error()
 	switch {
-	case errors.Is(err, tgbot.ErrorForbidden):
+	case errors.Is(err, botapi.ErrorForbidden):
 		if strings.Contains(msg, "initiate conversation") || strings.Contains(msg, "blocked by the user") ||
 			strings.Contains(msg, "user is deactivated") {
 			return fmt.Errorf("%w: %s", ErrUserUnreachable, msg)
 		}
 		return fmt.Errorf("%w: %s", ErrChatGone, msg)
-	case errors.Is(err, tgbot.ErrorBadRequest):
+	case errors.Is(err, botapi.ErrorBadRequest):
 		switch {
 		case strings.Contains(msg, "message is not modified"):
 			return nil // the edit is already in place
@@ -100,7 +100,7 @@ func (b *Client) SendHTML(ctx context.Context, chatID int64, html string, rows [
 	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
 	disabled := true
-	msg, err := b.api.SendMessage(ctx, &tgbot.SendMessageParams{
+	msg, err := b.api.SendMessage(ctx, &botapi.SendMessageParams{
 		ChatID: chatID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
@@ -119,7 +119,7 @@ func (b *Client) EditHTML(ctx context.Context, chatID int64, messageID int, html
 	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
 	disabled := true
-	_, err := b.api.EditMessageText(ctx, &tgbot.EditMessageTextParams{
+	_, err := b.api.EditMessageText(ctx, &botapi.EditMessageTextParams{
 		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML,
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
@@ -140,7 +140,7 @@ func (b *Client) Reachable(ctx context.Context, userID int64, timeout time.Durat
 	if err := b.pace.wait(ctx, userID); err != nil {
 		return false, fmt.Errorf("telegram sendChatAction to %d: %w", userID, err)
 	}
-	_, err := b.api.SendChatAction(ctx, &tgbot.SendChatActionParams{ChatID: userID, Action: models.ChatActionTyping})
+	_, err := b.api.SendChatAction(ctx, &botapi.SendChatActionParams{ChatID: userID, Action: models.ChatActionTyping})
 	switch err = classify(err); {
 	case err == nil:
 		return true, nil
@@ -156,7 +156,7 @@ func (b *Client) Reachable(ctx context.Context, userID int64, timeout time.Durat
 func (b *Client) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := b.api.AnswerCallbackQuery(ctx, &tgbot.AnswerCallbackQueryParams{
+	_, err := b.api.AnswerCallbackQuery(ctx, &botapi.AnswerCallbackQueryParams{
 		CallbackQueryID: queryID, Text: text, URL: url, ShowAlert: alert,
 	})
 	return classify(err)
@@ -176,11 +176,11 @@ func (b *Client) Reply(ctx context.Context, chatID int64, text string, paceWait 
 	}
 	callCtx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
-	_, err = b.api.SendMessage(callCtx, &tgbot.SendMessageParams{ChatID: chatID, Text: text})
+	_, err = b.api.SendMessage(callCtx, &botapi.SendMessageParams{ChatID: chatID, Text: text})
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, tgbot.ErrorForbidden) || errors.Is(err, tgbot.ErrorBadRequest) {
+	if errors.Is(err, botapi.ErrorForbidden) || errors.Is(err, botapi.ErrorBadRequest) {
 		b.log.Warn("telegram reply not delivered", "chat_id", chatID, "err", err)
 		return nil
 	}

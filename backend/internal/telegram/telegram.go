@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	tgbot "github.com/go-telegram/bot"
+	botapi "github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
 )
 
@@ -39,7 +39,7 @@ type Options struct {
 // Client calls the Bot API for the bot.
 type Client struct {
 	o      Options
-	api    *tgbot.Bot
+	api    *botapi.Bot
 	log    *slog.Logger
 	me     atomic.Pointer[models.User]
 	meOnce sync.Mutex
@@ -60,10 +60,10 @@ func New(o Options) (*Client, error) {
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 15 * time.Second
 	}
-	api, err := tgbot.New(o.Token,
-		tgbot.WithServerURL(o.APIURL),
-		tgbot.WithSkipGetMe(),
-		tgbot.WithHTTPClient(o.PollTimeout+10*time.Second, o.HTTPClient),
+	api, err := botapi.New(o.Token,
+		botapi.WithServerURL(o.APIURL),
+		botapi.WithSkipGetMe(),
+		botapi.WithHTTPClient(o.PollTimeout+10*time.Second, o.HTTPClient),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("telegram: %w", err)
@@ -103,7 +103,7 @@ func (b *Client) StartGroupLink(ctx context.Context, code string) (string, error
 
 // DeleteWebhook switches the bot back to getUpdates.
 func (b *Client) DeleteWebhook(ctx context.Context) error {
-	if _, err := b.api.DeleteWebhook(ctx, &tgbot.DeleteWebhookParams{}); err != nil {
+	if _, err := b.api.DeleteWebhook(ctx, &botapi.DeleteWebhookParams{}); err != nil {
 		return fmt.Errorf("telegram deleteWebhook: %w", err)
 	}
 	return nil
@@ -111,7 +111,7 @@ func (b *Client) DeleteWebhook(ctx context.Context) error {
 
 // SetWebhook registers the webhook URL with its secret token.
 func (b *Client) SetWebhook(ctx context.Context, url, secretToken string) error {
-	_, err := b.api.SetWebhook(ctx, &tgbot.SetWebhookParams{URL: url, SecretToken: secretToken, AllowedUpdates: AllowedUpdates})
+	_, err := b.api.SetWebhook(ctx, &botapi.SetWebhookParams{URL: url, SecretToken: secretToken, AllowedUpdates: AllowedUpdates})
 	if err != nil {
 		return fmt.Errorf("telegram setWebhook: %w", err)
 	}
