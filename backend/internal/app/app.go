@@ -31,6 +31,7 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/service"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
 	"github.com/amodispatch/amodispatch/backend/internal/telegram"
+	"github.com/amodispatch/amodispatch/backend/internal/tgbot"
 )
 
 const usage = `usage: dispatcher [serve|demo|migrate|rotate-keys|healthcheck|version]
@@ -210,14 +211,17 @@ type App struct {
 	http    *fiber.App
 	ln      net.Listener
 	svc     *service.Service
-	bot     *telegram.Bot
+	client  *telegram.Client // nil: Telegram not configured
+	updates *tgbot.Handler   // nil with client
 	flow    *flow.Flow
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 }
 
 // Start migrates the database, starts the HTTP server and the background
-// workers, and returns once the server is listening.
+// workers, and returns once the server is listening. It builds the parts
+// bottom-up, each from the ones before it: store, clients, service, flow,
+// the Telegram update handler, HTTP.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
 	log.Info("starting dispatcher", "version", Version, "config", cfg.String())
 	db, err := openStore(ctx, cfg, log)
@@ -237,6 +241,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		return nil, err
 	}
 	keys, _ := encryptionKeys(cfg, log)
+	a := &App{cfg: cfg, log: log, db: db}
 
 	var amo *amocrm.Client
 	if cfg.AmoConfigured() {
@@ -252,58 +257,53 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	} else {
 		log.Warn("amoCRM is not configured (AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET): installs are refused until it is")
 	}
-	svc := service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
-		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, nil)
-
-	a := &App{cfg: cfg, log: log, db: db, svc: svc}
-	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log,
-		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://")}
-	if amo != nil {
-		deps.Installer = svc
-	}
 	if cfg.TelegramConfigured() {
-		a.bot, err = telegram.New(telegram.Options{Token: cfg.TelegramBotToken, APIURL: cfg.TelegramAPIURL, Inbox: db, Chats: svc,
-			Owner: svc.Owner(), Logger: log, CallTimeout: cfg.APITimeout})
+		a.client, err = telegram.New(telegram.Options{Token: cfg.TelegramBotToken, APIURL: cfg.TelegramAPIURL, Logger: log,
+			CallTimeout: cfg.APITimeout})
 		if err != nil {
 			db.Close()
 			return nil, err
 		}
-		deps.Telegram = a.bot
-		if cfg.TelegramMode == config.ModeWebhook {
-			// The first is set with setWebhook; the others are what replicas
-			// not yet rotated may have set.
-			deps.TelegramSecrets = []string{cfg.TelegramWebhookSecret}
-			if cfg.TelegramWebhookSecret == "" {
-				deps.TelegramSecrets = nil
-				for _, k := range deriveAll(keys, "telegram-webhook:"+cfg.TelegramBotToken) {
-					deps.TelegramSecrets = append(deps.TelegramSecrets, hex.EncodeToString(k)[:48])
-				}
-			}
-		}
 	} else {
 		log.Warn("Telegram is not configured (TELEGRAM_BOT_TOKEN): the bot is off")
 	}
+	a.svc = service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
+		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, nil)
+
 	pgURL := ""
 	if cfg.UsesPostgres() {
 		pgURL = cfg.DatabaseURL
 	}
-	a.flow, err = flow.New(ctx, flow.Options{DB: db, CRM: svc, Bot: a.bot, Log: log, PostgresURL: pgURL,
-		Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval})
-	if err != nil {
+	fo := flow.Options{DB: db, CRM: a.svc, Log: log, PostgresURL: pgURL, Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval,
+		Chores: []flow.Chore{
+			{Name: "refresh_tokens", Interval: 10 * time.Minute, Run: a.svc.RefreshDue},
+			{Name: "retry_setups", Interval: 5 * time.Minute, Run: a.svc.RetrySetups},
+		}}
+	if a.client != nil {
+		fo.Sender = a.client // a nil *Client in the interface would not read as "not configured"
+	}
+	if a.flow, err = flow.New(ctx, fo); err != nil {
 		db.Close()
 		return nil, err
 	}
-	svc.SetIntake(a.flow.Intake)
+
+	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log,
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://")}
 	if amo != nil {
+		deps.Installer, deps.Intake = a.svc, a.flow
 		var links service.BotLinks
-		if a.bot != nil {
-			links = a.bot
+		if a.client != nil {
+			links = a.client
 		}
-		deps.Widget = service.NewWidget(svc, amocrm.WidgetTokenVerifier{Secret: []byte(cfg.AmoClientSecret), ClientID: cfg.AmoClientID,
+		deps.Widget = service.NewWidget(a.svc, amocrm.WidgetTokenVerifier{Secret: []byte(cfg.AmoClientSecret), ClientID: cfg.AmoClientID,
 			Audience: amocrm.AudienceOf(cfg.AmoRedirectURI), Leeway: time.Minute}, a.flow, links, cfg.WidgetAdminTTL)
 	}
-	if a.bot != nil {
-		a.bot.SetOrders(a.flow)
+	if a.client != nil {
+		a.updates = tgbot.New(tgbot.Options{Client: a.client, Inbox: inbox{db}, Chats: a.svc, Orders: a.flow, Owner: a.svc.Owner(), Logger: log})
+		deps.Updates, deps.Bot = a.updates, a.client
+		if cfg.TelegramMode == config.ModeWebhook {
+			deps.TelegramSecrets = telegramSecrets(cfg, keys)
+		}
 	}
 	a.http = httpapi.New(deps)
 
@@ -331,25 +331,38 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	if len(deps.TelegramSecrets) > 0 {
 		secret = deps.TelegramSecrets[0]
 	}
-	a.startWorkers(wctx, secret)
+	a.startTelegram(wctx, secret)
 	return a, nil
 }
 
-func (a *App) startWorkers(ctx context.Context, telegramSecret string) {
-	a.every(ctx, 10*time.Minute, a.svc.RefreshDue)
-	a.every(ctx, 5*time.Minute, a.svc.RetrySetups)
-	if a.bot == nil {
+// telegramSecrets are the webhook secret tokens accepted: the first is set
+// with setWebhook; the others are what replicas not yet rotated may have set.
+func telegramSecrets(cfg config.Config, keys [][]byte) []string {
+	if cfg.TelegramWebhookSecret != "" {
+		return []string{cfg.TelegramWebhookSecret}
+	}
+	var out []string
+	for _, k := range deriveAll(keys, "telegram-webhook:"+cfg.TelegramBotToken) {
+		out = append(out, hex.EncodeToString(k)[:48])
+	}
+	return out
+}
+
+// startTelegram runs the update handler, and either the poller or the
+// webhook's registration.
+func (a *App) startTelegram(ctx context.Context, telegramSecret string) {
+	if a.updates == nil {
 		return
 	}
-	a.go_(func() { a.bot.Process(ctx, time.Second, 8) })
+	a.go_(func() { a.updates.Process(ctx, time.Second, 8) })
 	if a.cfg.TelegramMode == config.ModePolling {
-		a.go_(func() { _ = a.bot.Poll(ctx) })
+		a.go_(func() { _ = a.updates.Poll(ctx) })
 		return
 	}
 	a.go_(func() {
 		url := a.cfg.PublicURL + "/telegram/webhook"
 		for delay := time.Second; ; delay = min(2*delay, 5*time.Minute) {
-			err := a.bot.SetWebhook(ctx, url, telegramSecret)
+			err := a.client.SetWebhook(ctx, url, telegramSecret)
 			if err == nil {
 				a.log.Info("telegram webhook set", "url", url)
 				return
@@ -370,24 +383,6 @@ func (a *App) go_(fn func()) {
 		defer a.workers.Done()
 		fn()
 	}()
-}
-
-// every runs fn a minute after start (catching up after downtime without
-// slowing start-up) and then at each interval until ctx ends.
-func (a *App) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
-	a.go_(func() {
-		t := time.NewTimer(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			fn(ctx)
-			t.Reset(interval)
-		}
-	})
 }
 
 func (a *App) ready(ctx context.Context) error {

@@ -80,6 +80,16 @@ type Stage struct {
 	Sort int
 }
 
+// HasStage reports whether the stage belongs to the pipeline.
+func (p Pipeline) HasStage(id int64) bool {
+	for _, s := range p.Stages {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // ChatType follows Telegram's chat types.
 type ChatType string
 
@@ -94,6 +104,10 @@ type Chat struct {
 	LinkedAt  time.Time
 	UpdatedAt time.Time
 }
+
+// ActiveFor reports whether the bot may post to this chat for the account:
+// linked to it and not left, removed or migrated away since.
+func (c Chat) ActiveFor(accountID int64) bool { return c.Active && c.AccountID == accountID }
 
 // Executor is a Telegram user known to the bot.
 type Executor struct {

@@ -253,8 +253,8 @@ func (e *env) newProxy(t testing.TB) *rrProxy {
 		},
 	}
 	p.srv = &http.Server{Handler: p}
-	go p.srv.Serve(ln)
-	e.started = true // the public port is taken: in-process backends get their own
+	go func() { _ = p.srv.Serve(ln) }() // ErrServerClosed at cleanup
+	e.started = true                    // the public port is taken: in-process backends get their own
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -129,7 +129,7 @@ func (p *widgetPage) widgetFile(w http.ResponseWriter, r *http.Request) {
 	if base == "" {
 		base = p.srv.URL
 	}
-	w.Write(widgetcheck.Substitute(b, base))
+	_, _ = w.Write(widgetcheck.Substitute(b, base))
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -169,7 +169,7 @@ func (p *widgetPage) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var lead int64
-	fmt.Sscan(q.Get("lead"), &lead)
+	_, _ = fmt.Sscan(q.Get("lead"), &lead) // no lead: 0
 	cfg := map[string]any{
 		"area": q.Get("area"), "lang": lang, "langs": json.RawMessage(langs), "leadId": lead,
 		"accountId": p.acc.ID, "userId": p.userID, "subdomain": p.acc.Subdomain,
@@ -183,7 +183,7 @@ func (p *widgetPage) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write(buf.Bytes())
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (p *widgetPage) url(area, lang string, lead int64, name string) string {

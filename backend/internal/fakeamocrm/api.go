@@ -305,7 +305,7 @@ var indexedKey = regexp.MustCompile(`^\[\d*\]$`)
 func multiVals(q url.Values, name string) []string {
 	var out []string
 	for k, vs := range q {
-		if k != name && !(strings.HasPrefix(k, name) && indexedKey.MatchString(k[len(name):])) {
+		if k != name && (!strings.HasPrefix(k, name) || !indexedKey.MatchString(k[len(name):])) {
 			continue
 		}
 		for _, v := range vs {

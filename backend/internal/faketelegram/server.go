@@ -573,11 +573,6 @@ func normalizeJSONValue(v any) any {
 	return v
 }
 
-func (p params) has(key string) bool {
-	_, ok := p[key]
-	return ok
-}
-
 func (p params) str(key string) (string, bool) {
 	switch v := p[key].(type) {
 	case string:

@@ -33,12 +33,31 @@ type CRM interface {
 	API(ctx context.Context, accountID int64) (*amocrm.API, error)
 }
 
+// Sender is what the flow needs of the Telegram client.
+type Sender interface {
+	SendHTML(ctx context.Context, chatID int64, html string, rows [][]telegram.Button) (int, error)
+	EditHTML(ctx context.Context, chatID int64, messageID int, html string) error
+	Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error)
+}
+
+var _ Sender = (*telegram.Client)(nil)
+
+// Chore is another part's periodic upkeep (token renewal, install retries).
+// River runs it beside the reconciler, in one process at a time, instead of
+// a ticker in every replica.
+type Chore struct {
+	Name     string // unique; also the job's argument
+	Interval time.Duration
+	Run      func(ctx context.Context)
+}
+
 // Options configure the flow.
 type Options struct {
-	DB  *store.DB
-	CRM CRM
-	Bot *telegram.Bot // nil: Telegram not configured; posting jobs wait
-	Log *slog.Logger
+	DB     *store.DB
+	CRM    CRM
+	Sender Sender // nil: Telegram not configured; posting jobs wait
+	Log    *slog.Logger
+	Chores []Chore
 	// PostgresURL selects PostgreSQL (LISTEN/NOTIFY wakes workers at once);
 	// empty means the SQLite database of DB.
 	PostgresURL string
@@ -146,11 +165,11 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		// latency.
 		FetchCooldown:     5 * time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
-		PeriodicJobs: []*river.PeriodicJob{
+		PeriodicJobs: append([]*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(o.ReconcileInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "reconcile", RunOnStart: true}),
-		},
+		}, f.chorePeriodicJobs(time.Now())...),
 	}
 	client, err := river.NewClient(driverFor(o.DB, f.pgPool), cfg)
 	if err != nil {
@@ -160,6 +179,46 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 	// A few inserters: while one commits, the next batch gathers.
 	f.intake = newIntake(f, 2)
 	return f, nil
+}
+
+// choreDelay is how long after start a chore first runs: soon enough to catch
+// up after downtime, late enough not to add to start-up's work.
+const choreDelay = time.Minute
+
+func (f *Flow) chorePeriodicJobs(start time.Time) []*river.PeriodicJob {
+	var jobs []*river.PeriodicJob
+	for _, c := range f.o.Chores {
+		args := ChoreArgs{Name: c.Name}
+		jobs = append(jobs, river.NewPeriodicJob(afterStart{first: start.Add(choreDelay), every: c.Interval},
+			func() (river.JobArgs, *river.InsertOpts) { return args, nil },
+			&river.PeriodicJobOpts{ID: "chore:" + c.Name}))
+	}
+	return jobs
+}
+
+// afterStart schedules a first run at a fixed time, then one every interval.
+type afterStart struct {
+	first time.Time
+	every time.Duration
+}
+
+func (s afterStart) Next(t time.Time) time.Time {
+	if t.Before(s.first) {
+		return s.first
+	}
+	return t.Add(s.every)
+}
+
+// runChore runs the named chore; a name no longer configured is dropped.
+func (f *Flow) runChore(ctx context.Context, name string) error {
+	for _, c := range f.o.Chores {
+		if c.Name == name {
+			c.Run(ctx)
+			return nil
+		}
+	}
+	f.log.Warn("unknown chore, skipped", "chore", name)
+	return nil
 }
 
 // Start runs the job workers until Stop.

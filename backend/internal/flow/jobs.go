@@ -2,6 +2,7 @@ package flow
 
 import (
 	"context"
+	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -112,7 +113,31 @@ type ReconcileAccountArgs struct {
 
 func (ReconcileAccountArgs) Kind() string { return "reconcile_account" }
 
+// ChoreArgs runs one of Options.Chores.
+type ChoreArgs struct {
+	Name string `json:"name"`
+}
+
+func (ChoreArgs) Kind() string { return "chore" }
+
+// InsertOpts: a chore still queued or running is not queued again.
+func (ChoreArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
+// choreWorker gives chores longer than other jobs: a pass over every
+// account's tokens may outlast the one-minute job timeout.
+type choreWorker struct {
+	river.WorkerDefaults[ChoreArgs]
+	f *Flow
+}
+
+func (w *choreWorker) Timeout(*river.Job[ChoreArgs]) time.Duration { return 10 * time.Minute }
+
+func (w *choreWorker) Work(ctx context.Context, j *river.Job[ChoreArgs]) error {
+	return w.f.runChore(ctx, j.Args.Name)
+}
+
 func (f *Flow) register(w *river.Workers) {
+	river.AddWorker(w, &choreWorker{f: f})
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EventArgs]) error {
 		return f.workEvent(ctx, j.Args)
 	}))

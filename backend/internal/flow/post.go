@@ -77,25 +77,25 @@ func (f *Flow) orderContext(ctx context.Context, o dispatch.Order, withContacts 
 
 func buttons(lang, orderID string) [][]telegram.Button {
 	return [][]telegram.Button{
-		{{Text: i18n.T(lang, "btn.phone"), Data: telegram.ActionPhone + orderID}},
-		{{Text: i18n.T(lang, "btn.take"), Data: telegram.ActionTake + orderID}},
+		{{Text: i18n.T(lang, "btn.phone"), Data: ActionPhone + orderID}},
+		{{Text: i18n.T(lang, "btn.take"), Data: ActionTake + orderID}},
 	}
 }
 
 // postOrder sends the order to its chat with the two buttons. The order's
 // status guards against a second post: only a "posting" order is sent.
 func (f *Flow) postOrder(ctx context.Context, orderID string) error {
-	if f.o.Bot == nil {
+	if f.o.Sender == nil {
 		return errNoBot
 	}
 	o, err := f.db.OrderByID(ctx, orderID)
 	if err != nil {
 		return err
 	}
-	if o.Status != dispatch.OrderPosting || o.MessageID != 0 {
+	if !o.AwaitsPost() {
 		return nil
 	}
-	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.Active || c.AccountID != o.AccountID {
+	if c, err := f.db.Chat(ctx, o.ChatID); err != nil || !c.ActiveFor(o.AccountID) {
 		return f.db.FailOrder(ctx, o.ID, "chat is no longer linked")
 	}
 	a, s, err := f.accountSettings(ctx, o.AccountID)
@@ -103,7 +103,7 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 		return err
 	}
 	text := o.GroupText
-	msgID, err := f.o.Bot.SendHTML(ctx, o.ChatID, text, buttons(i18n.Lang(s.Lang(a)), o.ID))
+	msgID, err := f.o.Sender.SendHTML(ctx, o.ChatID, text, buttons(i18n.Lang(s.Lang(a)), o.ID))
 	if err != nil {
 		return f.chatFailure(ctx, o, err)
 	}
@@ -145,7 +145,7 @@ func (f *Flow) chatFailure(ctx context.Context, o dispatch.Order, err error) err
 
 // withdrawPost turns an order's group post into "withdrawn", without buttons.
 func (f *Flow) withdrawPost(ctx context.Context, orderID string) error {
-	if f.o.Bot == nil {
+	if f.o.Sender == nil {
 		return errNoBot
 	}
 	o, err := f.db.OrderByID(ctx, orderID)
@@ -166,7 +166,7 @@ func (f *Flow) editWithdrawn(ctx context.Context, o dispatch.Order) error {
 
 // editTaken shows the winner in the group post and removes the buttons.
 func (f *Flow) editTaken(ctx context.Context, orderID string) error {
-	if f.o.Bot == nil {
+	if f.o.Sender == nil {
 		return errNoBot
 	}
 	o, err := f.db.OrderByID(ctx, orderID)
@@ -199,7 +199,7 @@ func (f *Flow) editTakenPost(ctx context.Context, o dispatch.Order) error {
 // still work on the same order. The first press on it names it, and once the
 // order is decided the copy shows the outcome too.
 func (f *Flow) tidyCopy(ctx context.Context, args TidyCopyArgs) error {
-	if f.o.Bot == nil {
+	if f.o.Sender == nil {
 		return errNoBot
 	}
 	o, err := f.db.OrderByID(ctx, args.OrderID)
@@ -218,7 +218,7 @@ func (f *Flow) tidyCopy(ctx context.Context, args TidyCopyArgs) error {
 }
 
 func (f *Flow) editPost(ctx context.Context, o dispatch.Order, text string) error {
-	err := f.o.Bot.EditHTML(ctx, o.ChatID, o.MessageID, text)
+	err := f.o.Sender.EditHTML(ctx, o.ChatID, o.MessageID, text)
 	if errors.Is(err, telegram.ErrMessageGone) {
 		f.log.Warn("group post was deleted, not edited", "order_id", o.ID, "chat_id", o.ChatID)
 		return nil

@@ -16,8 +16,6 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/telegram"
 )
 
-var _ telegram.Orders = (*Flow)(nil)
-
 // reachable reports whether the bot may write to the user privately.
 func (f *Flow) reachable(ctx context.Context, telegramID int64) bool {
 	e, err := f.db.Executor(ctx, telegramID)
@@ -41,10 +39,10 @@ func (f *Flow) reachableNow(ctx context.Context, user dispatch.Executor) bool {
 	if f.reachable(ctx, user.TelegramID) {
 		return true
 	}
-	if f.o.Bot == nil || f.probeMissed(user.TelegramID) {
+	if f.o.Sender == nil || f.probeMissed(user.TelegramID) {
 		return false
 	}
-	ok, err := f.o.Bot.Reachable(ctx, user.TelegramID, probeTimeout)
+	ok, err := f.o.Sender.Reachable(ctx, user.TelegramID, probeTimeout)
 	if err != nil {
 		f.log.Warn("telegram could not tell whether the user started the bot", "telegram_id", user.TelegramID, "err", err)
 		return false
@@ -79,16 +77,19 @@ func (f *Flow) rememberProbeMiss(telegramID int64) {
 
 // Take decides the order for the first presser, atomically in the database,
 // and enqueues everything that follows in the same transaction: the group
-// edit, the winner's private order, the amoCRM update and the note.
-func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (telegram.TakeResult, error) {
-	var res telegram.TakeResult
+// edit, the winner's private order, the amoCRM update and the note. A lost
+// race, a closed order or an unknown one is an outcome, not an error.
+func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (PressResult, error) {
+	var (
+		o     dispatch.Order
+		token string
+	)
 	err := f.db.InTx(ctx, func(tx *store.Tx) error {
-		o, err := tx.TakeOrder(chatID, messageID, orderID, user)
-		res.Order = o
+		var err error
+		o, err = tx.TakeOrder(chatID, messageID, orderID, user)
 		if err != nil {
 			return err // a lost race costs one UPDATE and one SELECT
 		}
-		res.Won = true
 		reachable, err := tx.SaveExecutor(user)
 		if err != nil {
 			return err
@@ -104,30 +105,42 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		if reachable {
 			jobs = append(jobs, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
 		} else {
-			res.StartToken = reveal.ID
+			token = reveal.ID
 		}
 		return f.enqueue(ctx, tx, jobs...)
 	})
-	if errors.Is(err, dispatch.ErrAlreadyTaken) || errors.Is(err, dispatch.ErrOrderClosed) {
-		f.tidyIfCopy(ctx, res.Order, messageID)
-	}
-	if err != nil {
-		return res, err
+	switch {
+	case errors.Is(err, dispatch.ErrAlreadyTaken):
+		f.tidyIfCopy(ctx, o, messageID)
+		if o.TakenBy(user.TelegramID) {
+			return PressResult{Outcome: AlreadyYours}, nil
+		}
+		return PressResult{Outcome: AlreadyTaken}, nil
+	case errors.Is(err, dispatch.ErrOrderClosed):
+		f.tidyIfCopy(ctx, o, messageID)
+		return PressResult{Outcome: Closed}, nil
+	case errors.Is(err, dispatch.ErrNotFound):
+		return PressResult{Outcome: Closed}, nil
+	case err != nil:
+		return PressResult{}, err
 	}
 	// Only the winner is asked about, after the decision: the question to
 	// Telegram must not hold the transaction that decides the race.
-	if res.StartToken != "" && f.reachableNow(ctx, user) {
+	if token != "" && f.reachableNow(ctx, user) {
 		qerr := f.db.InTx(ctx, func(tx *store.Tx) error {
-			return f.enqueue(ctx, tx, SendContactArgs{RevealID: res.StartToken, TelegramID: user.TelegramID, Winner: true})
+			return f.enqueue(ctx, tx, SendContactArgs{RevealID: token, TelegramID: user.TelegramID, Winner: true})
 		})
 		if qerr == nil {
-			res.StartToken = ""
+			token = ""
 		} else {
 			f.log.Warn("could not queue the winner's contact, the start link stays", "order_id", orderID, "err", qerr)
 		}
 	}
-	f.log.Info("order taken", "account_id", res.Order.AccountID, "order_id", orderID, "chat_id", chatID, "executor_id", user.TelegramID)
-	return res, nil
+	f.log.Info("order taken", "account_id", o.AccountID, "order_id", orderID, "chat_id", chatID, "executor_id", user.TelegramID)
+	if token != "" {
+		return PressResult{Outcome: WonOpenBot, StartToken: token}, nil
+	}
+	return PressResult{Outcome: Won}, nil
 }
 
 // tidyIfCopy queues the edit of a pressed post that is not the order's
@@ -149,32 +162,35 @@ func (f *Flow) tidyIfCopy(ctx context.Context, o dispatch.Order, messageID int) 
 
 // RequestContact handles "Get client phone": the contact goes privately to
 // the presser — while the order is open, or to its executor once taken.
-func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (telegram.ContactResult, error) {
+func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (PressResult, error) {
 	o, err := f.db.OrderInChat(ctx, chatID, orderID)
-	if err != nil {
-		return telegram.ContactResult{}, err
+	if errors.Is(err, dispatch.ErrNotFound) {
+		return PressResult{Outcome: Closed}, nil
 	}
-	if o.Status == dispatch.OrderPosting && messageID != 0 {
+	if err != nil {
+		return PressResult{}, err
+	}
+	if o.AwaitsPost() && messageID != 0 {
 		// Pressed before the post's message id was recorded (its sender
 		// died): the press proves the post, so record it and go on.
 		if o, err = f.db.ConfirmPosted(ctx, chatID, orderID, messageID); err != nil {
-			return telegram.ContactResult{}, err
+			return PressResult{}, err
 		}
 	}
 	if o.Status != dispatch.OrderOpen {
 		f.tidyIfCopy(ctx, o, messageID)
 	}
 	switch {
-	case o.Status == dispatch.OrderTaken && o.ExecutorID != user.TelegramID:
-		return telegram.ContactResult{}, dispatch.ErrAlreadyTaken
-	case o.Status != dispatch.OrderOpen && o.Status != dispatch.OrderTaken:
-		return telegram.ContactResult{}, dispatch.ErrOrderClosed
+	case o.TakenByOther(user.TelegramID):
+		return PressResult{Outcome: AlreadyTaken}, nil
+	case !o.ContactAllowed():
+		return PressResult{Outcome: Closed}, nil
 	}
 	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
-		return telegram.ContactResult{}, err
+		return PressResult{}, err
 	}
 	reachable := f.reachableNow(ctx, user)
-	var res telegram.ContactResult
+	res := PressResult{Outcome: ContactSent}
 	// Pressing again costs an answer, not another message: the press reuses
 	// the user's reveal, a sent one is not sent again, and its job is unique.
 	err = f.db.InTx(ctx, func(tx *store.Tx) error {
@@ -183,12 +199,15 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 			return err
 		}
 		if !reachable {
-			res.StartToken = reveal.ID
+			res = PressResult{Outcome: ContactOpenBot, StartToken: reveal.ID}
 			return nil
 		}
 		return f.enqueue(ctx, tx, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID})
 	})
-	return res, err
+	if err != nil {
+		return PressResult{}, err
+	}
+	return res, nil
 }
 
 // StartToken handles `/start <token>` from a user sent to the bot by a
@@ -205,7 +224,7 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 	if err != nil {
 		return err
 	}
-	if !contactAllowed(o) {
+	if !o.ContactAllowed() {
 		return fmt.Errorf("start link of order %s: %w", o.ID, dispatch.ErrOrderClosed)
 	}
 	return f.db.InTx(ctx, func(tx *store.Tx) error {
@@ -216,7 +235,7 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 // sendContact writes the client's contact (and the order) to one user. A
 // reveal is sent once; after the take only the executor may receive it.
 func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
-	if f.o.Bot == nil {
+	if f.o.Sender == nil {
 		return errNoBot
 	}
 	r, err := f.db.Reveal(ctx, args.TelegramID, args.RevealID)
@@ -233,9 +252,9 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 	}
 	var text string
 	switch {
-	case o.Status == dispatch.OrderTaken && o.ExecutorID != args.TelegramID:
+	case o.TakenByOther(args.TelegramID):
 		text = i18n.T(lang, "contact.taken", o.LeadID)
-	case !contactAllowed(o):
+	case !o.ContactAllowed():
 		// Withdrawn between the press and this job: the client is no
 		// longer anyone's to call.
 		text = i18n.T(lang, "contact.closed", o.LeadID)
@@ -263,7 +282,7 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 			text += "\n\n" + i18n.T(lang, "contact.none")
 		}
 	}
-	if _, err := f.o.Bot.SendHTML(ctx, args.TelegramID, text, nil); err != nil {
+	if _, err := f.o.Sender.SendHTML(ctx, args.TelegramID, text, nil); err != nil {
 		if errors.Is(err, telegram.ErrUserUnreachable) {
 			f.log.Warn("executor cannot be written to", "telegram_id", args.TelegramID, "order_id", o.ID, "err", err)
 			return f.db.SetExecutorBlocked(ctx, args.TelegramID, true)
@@ -272,12 +291,6 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 	}
 	f.log.Info("contact sent", "account_id", o.AccountID, "order_id", o.ID, "telegram_id", args.TelegramID)
 	return f.db.MarkRevealSent(ctx, r.ID)
-}
-
-// contactAllowed: a client's contact goes out only for an order that is open
-// or taken; a withdrawn or failed one ended without an executor.
-func contactAllowed(o dispatch.Order) bool {
-	return o.Status == dispatch.OrderOpen || o.Status == dispatch.OrderTaken
 }
 
 // executorFieldText is what the deal's executor field shows.

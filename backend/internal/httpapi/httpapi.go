@@ -21,22 +21,34 @@ import (
 type Installer interface {
 	Install(ctx context.Context, req service.InstallRequest) (dispatch.Account, error)
 	Disconnect(ctx context.Context, clientUUID, accountID, signature string) error
-	AcceptWebhook(ctx context.Context, accountID, secret string, body []byte) error
+	AuthenticateWebhook(ctx context.Context, accountID, secret string, body []byte) (int64, error)
 	State() string
 	PageProof(accountID int64) string
 }
 
-// Telegram is the part of the bot the webhook route and the install page use.
-type Telegram interface {
+// Intake stores an authenticated amoCRM webhook delivery durably; it returns
+// only after the delivery is stored, so a 2xx afterwards never loses one.
+type Intake interface {
+	Intake(ctx context.Context, accountID int64, body []byte) error
+}
+
+// Updates stores what Telegram sends to the webhook before it is acknowledged.
+type Updates interface {
 	Accept(ctx context.Context, raws []json.RawMessage) error
+}
+
+// BotLinks gives the install page the link that adds the bot to a group.
+type BotLinks interface {
 	StartGroupLink(ctx context.Context, code string) (string, error)
 }
 
-// Deps are the app's collaborators; Telegram and Installer may be nil when
-// not configured.
+// Deps are the app's collaborators; Installer, Intake, Updates and Bot are
+// nil when what they need is not configured.
 type Deps struct {
 	Installer Installer
-	Telegram  Telegram
+	Intake    Intake
+	Updates   Updates
+	Bot       BotLinks
 	// TelegramSecrets are the X-Telegram-Bot-Api-Secret-Token values
 	// accepted in webhook mode (during a key rotation, replicas set different ones).
 	TelegramSecrets []string
@@ -127,20 +139,24 @@ func (h *handlers) disconnect(c *fiber.Ctx) error {
 }
 
 func (h *handlers) amoWebhook(c *fiber.Ctx) error {
-	if h.d.Installer == nil {
+	if h.d.Installer == nil || h.d.Intake == nil {
 		return dispatch.ErrNotConfigured
 	}
 	// The body is stored before we answer; fasthttp's buffer is reused after
 	// the handler returns, so it is copied.
 	body := append([]byte(nil), c.Body()...)
-	if err := h.d.Installer.AcceptWebhook(c.UserContext(), c.Params("account"), c.Params("secret"), body); err != nil {
+	accountID, err := h.d.Installer.AuthenticateWebhook(c.UserContext(), c.Params("account"), c.Params("secret"), body)
+	if err != nil {
+		return err
+	}
+	if err := h.d.Intake.Intake(c.UserContext(), accountID, body); err != nil {
 		return err
 	}
 	return c.SendString("ok")
 }
 
 func (h *handlers) telegramWebhook(c *fiber.Ctx) error {
-	if h.d.Telegram == nil || len(h.d.TelegramSecrets) == 0 {
+	if h.d.Updates == nil || len(h.d.TelegramSecrets) == 0 {
 		return dispatch.ErrNotConfigured
 	}
 	got := c.Get("X-Telegram-Bot-Api-Secret-Token")
@@ -155,7 +171,7 @@ func (h *handlers) telegramWebhook(c *fiber.Ctx) error {
 	if !json.Valid(body) {
 		return dispatch.Invalid("body is not JSON")
 	}
-	if err := h.d.Telegram.Accept(c.UserContext(), []json.RawMessage{body}); err != nil {
+	if err := h.d.Updates.Accept(c.UserContext(), []json.RawMessage{body}); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusOK)

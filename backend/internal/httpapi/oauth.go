@@ -118,8 +118,8 @@ func (h *handlers) oauthCallback(c *fiber.Ctx) error {
 	if acc.SetupError != "" {
 		p.Setup = i18n.T(lang, "install.setup", acc.SetupError)
 	}
-	if h.d.Telegram != nil {
-		if link, err := h.d.Telegram.StartGroupLink(c.UserContext(), acc.LinkCode); err == nil {
+	if h.d.Bot != nil {
+		if link, err := h.d.Bot.StartGroupLink(c.UserContext(), acc.LinkCode); err == nil {
 			p.Link = link
 			p.Command = "/link " + acc.LinkCode
 		} else {

@@ -16,10 +16,10 @@ type WidgetAPI interface {
 	Authenticate(ctx context.Context, token string) (dispatch.Account, int64, error)
 	AllowedOrigin(ctx context.Context, origin string) (dispatch.Account, bool)
 	RequireAdmin(ctx context.Context, a dispatch.Account, userID int64) error
-	State(ctx context.Context, a dispatch.Account, userID int64) (service.WidgetState, error)
-	RotateLinkCode(ctx context.Context, a dispatch.Account, userID int64) (service.LinkView, error)
-	SaveSettings(ctx context.Context, a dispatch.Account, in service.SettingsView) (service.SettingsView, error)
-	Deal(ctx context.Context, a dispatch.Account, leadID int64) (service.DealView, error)
+	State(ctx context.Context, a dispatch.Account, userID int64) (service.State, error)
+	RotateLinkCode(ctx context.Context, a dispatch.Account, userID int64) (*service.BotLink, error)
+	SaveSettings(ctx context.Context, a dispatch.Account, s dispatch.Settings) (dispatch.Settings, error)
+	Deal(ctx context.Context, a dispatch.Account, leadID int64) (service.Deal, error)
 	SetDealChat(ctx context.Context, a dispatch.Account, leadID, chatID int64) error
 	Post(ctx context.Context, a dispatch.Account, leadID int64) error
 	Withdraw(ctx context.Context, a dispatch.Account, leadID int64) error
@@ -46,28 +46,32 @@ func (h *handlers) widgetRoutes(app *fiber.App) {
 		if err != nil {
 			return err
 		}
-		return c.JSON(st)
+		return c.JSON(stateView(st))
 	})
 	// Settings, the executor map and the link code are the account admin's:
 	// a manager who could link a group of their own would receive every
 	// client's phone. The deal card's routes below stay open to every user.
 	g.Put("/settings", h.adminOnly, func(c *fiber.Ctx) error {
-		var in service.SettingsView
+		var in SettingsView
 		if err := c.BodyParser(&in); err != nil {
 			return dispatch.Invalid("body is not a settings object: %v", err)
 		}
-		out, err := h.d.Widget.SaveSettings(c.UserContext(), account(c), in)
+		s, err := settingsFrom(in)
 		if err != nil {
 			return err
 		}
-		return c.JSON(out)
+		out, err := h.d.Widget.SaveSettings(c.UserContext(), account(c), s)
+		if err != nil {
+			return err
+		}
+		return c.JSON(settingsView(out))
 	})
 	g.Post("/link-code/rotate", h.adminOnly, func(c *fiber.Ctx) error {
-		v, err := h.d.Widget.RotateLinkCode(c.UserContext(), account(c), user(c))
+		b, err := h.d.Widget.RotateLinkCode(c.UserContext(), account(c), user(c))
 		if err != nil {
 			return err
 		}
-		return c.JSON(v)
+		return c.JSON(LinkView{Bot: botView(b)})
 	})
 	g.Get("/deals/:lead", h.deal)
 	g.Put("/deals/:lead/chat", func(c *fiber.Ctx) error {
@@ -107,11 +111,11 @@ func (h *handlers) deal(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v, err := h.d.Widget.Deal(c.UserContext(), account(c), lead)
+	d, err := h.d.Widget.Deal(c.UserContext(), account(c), lead)
 	if err != nil {
 		return err
 	}
-	return c.JSON(v)
+	return c.JSON(dealView(d))
 }
 
 func leadParam(c *fiber.Ctx) (int64, error) {

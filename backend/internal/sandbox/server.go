@@ -53,7 +53,7 @@ func (s *Sandbox) routes() http.Handler {
 	mux.Handle("POST /sandbox/press", jsonOnly(http.HandlerFunc(s.handlePress)))
 	mux.HandleFunc("GET /sandbox/install", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(s.demo.installPage)
+		_, _ = w.Write(s.demo.installPage)
 	})
 	return mux
 }
@@ -118,7 +118,7 @@ func (s *Sandbox) widgetFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	w.Write(widgetcheck.Substitute(b, s.url))
+	_, _ = w.Write(widgetcheck.Substitute(b, s.url))
 }
 
 var cardTmpl = template.Must(template.New("card").Parse(`<!DOCTYPE html>
@@ -145,7 +145,7 @@ func (s *Sandbox) cardPage(w http.ResponseWriter, r *http.Request) {
 		lang = "ru"
 	}
 	var lead int64
-	fmt.Sscan(q.Get("lead"), &lead)
+	_, _ = fmt.Sscan(q.Get("lead"), &lead) // no lead: 0
 	l, ok := s.amo.Lead(s.demo.acc.ID, lead)
 	if !ok {
 		http.Error(w, "no such deal", http.StatusNotFound)
@@ -168,12 +168,12 @@ func (s *Sandbox) cardPage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(buf.Bytes())
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *Sandbox) handleState(w http.ResponseWriter, r *http.Request) {
 	var lead int64
-	fmt.Sscan(r.URL.Query().Get("lead"), &lead)
+	_, _ = fmt.Sscan(r.URL.Query().Get("lead"), &lead) // no lead: 0
 	st, err := s.state(r.Context(), lead)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)

@@ -48,7 +48,6 @@ type Service struct {
 
 	exchanges *exchangeLimiter
 
-	intake   func(ctx context.Context, accountID int64, body []byte) error
 	accounts sync.Map // account id → cachedAccount, for webhook authentication
 }
 

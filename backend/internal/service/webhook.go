@@ -15,47 +15,37 @@ import (
 // MaxWebhookBody bounds an amoCRM webhook delivery; real ones are a few KB.
 const MaxWebhookBody = 1 << 20
 
-// AcceptWebhook authenticates an amoCRM webhook delivery by the account's
-// secret and stores it durably. It returns only after the event is stored, so
-// answering 2xx afterwards never loses an event.
+// AuthenticateWebhook checks an amoCRM webhook delivery against the account's
+// secret and returns the account it is for; the caller then stores it.
 //
 // An unknown account is answered exactly like a wrong secret: a different
 // answer would let anyone enumerate which account ids use the product.
-func (s *Service) AcceptWebhook(ctx context.Context, accountIDParam, secretParam string, body []byte) error {
+func (s *Service) AuthenticateWebhook(ctx context.Context, accountIDParam, secretParam string, body []byte) (int64, error) {
 	id, err := strconv.ParseInt(accountIDParam, 10, 64)
 	if err != nil || id <= 0 {
-		return fmt.Errorf("webhook: malformed account id: %w", dispatch.ErrUnauthorized)
+		return 0, fmt.Errorf("webhook: malformed account id: %w", dispatch.ErrUnauthorized)
 	}
 	a, err := s.webhookAccount(ctx, id)
 	if errors.Is(err, dispatch.ErrNotFound) {
-		return fmt.Errorf("webhook for unknown account %d: %w", id, dispatch.ErrUnauthorized)
+		return 0, fmt.Errorf("webhook for unknown account %d: %w", id, dispatch.ErrUnauthorized)
 	}
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		return 0, fmt.Errorf("webhook: %w", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(secretParam), []byte(a.WebhookSecret.Reveal())) != 1 {
-		return fmt.Errorf("webhook for account %d: wrong secret: %w", id, dispatch.ErrUnauthorized)
+		return 0, fmt.Errorf("webhook for account %d: wrong secret: %w", id, dispatch.ErrUnauthorized)
 	}
 	if a.Status != dispatch.AccountActive {
-		return fmt.Errorf("webhook for account %d: %w", id, dispatch.ErrAccountOff)
+		return 0, fmt.Errorf("webhook for account %d: %w", id, dispatch.ErrAccountOff)
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil || len(form) == 0 {
-		return dispatch.Invalid("body is not an amoCRM form-urlencoded webhook")
+		return 0, dispatch.Invalid("body is not an amoCRM form-urlencoded webhook")
 	}
 	if v := form.Get("account[id]"); v != "" && v != accountIDParam {
-		return dispatch.Invalid("account[id] %q does not match the webhook URL", v)
+		return 0, dispatch.Invalid("account[id] %q does not match the webhook URL", v)
 	}
-	if s.intake == nil {
-		return fmt.Errorf("webhook intake: %w", dispatch.ErrNotConfigured)
-	}
-	return s.intake(ctx, id, body)
-}
-
-// SetIntake routes authenticated webhook deliveries to the dispatch flow,
-// which stores each together with the job that processes it.
-func (s *Service) SetIntake(fn func(ctx context.Context, accountID int64, body []byte) error) {
-	s.intake = fn
+	return id, nil
 }
 
 // webhookAccount reads an account for webhook authentication through a short

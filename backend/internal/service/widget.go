@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
@@ -84,123 +82,38 @@ func (w *Widget) AllowedOrigin(ctx context.Context, origin string) (dispatch.Acc
 	return a, err == nil
 }
 
-// JSON shapes of the widget API.
-type (
-	// WidgetState is the settings page's data for an admin. A manager gets
-	// only what the deal card needs (the account and its chats): the bot's
-	// links carry the link code, which links any group to the account.
-	WidgetState struct {
-		Account   AccountView    `json:"account"`
-		IsAdmin   bool           `json:"is_admin"`
-		Bot       *BotView       `json:"bot"`
-		Chats     []ChatView     `json:"chats"`
-		Pipelines []PipelineView `json:"pipelines"`
-		Fields    []FieldView    `json:"fields"`
-		Users     []UserView     `json:"users"`
-		Executors []ExecutorView `json:"executors"`
-		Settings  *SettingsView  `json:"settings,omitempty"`
-	}
-	// LinkView is the answer to a link code rotation.
-	LinkView struct {
-		Bot *BotView `json:"bot"`
-	}
-	AccountView struct {
-		ID        int64  `json:"id"`
-		Name      string `json:"name"`
-		Subdomain string `json:"subdomain"`
-		Language  string `json:"language"`
-	}
-	BotView struct {
-		Username      string `json:"username"`
-		StartGroupURL string `json:"startgroup_url"`
-		LinkCommand   string `json:"link_command"`
-	}
-	ChatView struct {
-		ID     int64  `json:"id"`
-		Title  string `json:"title"`
-		Type   string `json:"type"`
-		Active bool   `json:"active"`
-	}
-	PipelineView struct {
-		ID     int64       `json:"id"`
-		Name   string      `json:"name"`
-		Stages []StageView `json:"stages"`
-	}
-	StageView struct {
-		ID   int64  `json:"id"`
-		Name string `json:"name"`
-	}
-	FieldView struct {
-		ID   int64  `json:"id"`
-		Name string `json:"name"`
-		Type string `json:"type"`
-	}
-	UserView struct {
-		ID   int64  `json:"id"`
-		Name string `json:"name"`
-	}
-	ExecutorView struct {
-		TelegramID int64  `json:"telegram_id"`
-		Name       string `json:"name"`
-		Username   string `json:"username"`
-	}
-	SettingsView struct {
-		Language      string           `json:"language"`
-		OrderFieldIDs []int64          `json:"order_field_ids"`
-		ShowBudget    bool             `json:"show_budget"`
-		Rules         []RuleView       `json:"rules"`
-		ExecutorUsers map[string]int64 `json:"executor_users"`
-	}
-	RuleView struct {
-		PipelineID      int64   `json:"pipeline_id"`
-		TriggerStageIDs []int64 `json:"trigger_stage_ids"`
-		FoundStageID    int64   `json:"found_stage_id"`
-		DefaultChatID   int64   `json:"default_chat_id"`
-	}
-	DealView struct {
-		LeadID       int64      `json:"lead_id"`
-		TargetChatID int64      `json:"target_chat_id"`
-		Order        *OrderView `json:"order"`
-	}
-	OrderView struct {
-		ID         string        `json:"id"`
-		Status     string        `json:"status"`
-		Chat       ChatRef       `json:"chat"`
-		MessageID  int           `json:"message_id"`
-		CreatedAt  time.Time     `json:"created_at"`
-		Executor   *ExecutorView `json:"executor"`
-		TakenAt    *time.Time    `json:"taken_at"`
-		FailReason string        `json:"fail_reason"`
-	}
-	ChatRef struct {
-		ID    int64  `json:"id"`
-		Title string `json:"title"`
-	}
-)
-
-func settingsView(s dispatch.Settings) SettingsView {
-	v := SettingsView{Language: s.Language, OrderFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget,
-		Rules: []RuleView{}, ExecutorUsers: map[string]int64{}}
-	for _, r := range s.Rules {
-		v.Rules = append(v.Rules, RuleView{PipelineID: r.PipelineID, TriggerStageIDs: nonNil(r.TriggerStageIDs),
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
-	}
-	for tg, amo := range s.ExecutorUsers {
-		v.ExecutorUsers[strconv.FormatInt(tg, 10)] = amo
-	}
-	return v
+// State is what the settings page shows an admin. A manager gets only what
+// the deal card needs (the account and its chats): the bot's links carry the
+// link code, which links any group to the account.
+type State struct {
+	Account dispatch.Account
+	IsAdmin bool
+	Bot     *BotLink // nil: the bot is not configured or Telegram does not answer
+	// Catalog's Chats are set for everyone, the rest for admins only.
+	dispatch.Catalog
+	Executors []dispatch.Executor
+	Settings  *dispatch.Settings
 }
 
-func nonNil(ids []int64) []int64 {
-	if ids == nil {
-		return []int64{}
-	}
-	return ids
+// BotLink is how a group is linked to the account: the bot's deep link and
+// its command, both carrying the link code.
+type BotLink struct {
+	Username      string
+	StartGroupURL string
+	LinkCommand   string
 }
 
-// botView is the bot's deep link and command for a link code; nil when the
+// Deal is the order state of one deal.
+type Deal struct {
+	LeadID       int64
+	TargetChatID int64
+	Order        *dispatch.Order // the latest order; nil if none
+	ChatTitle    string          // of the order's chat
+}
+
+// botLink is the bot's deep link and command for a link code; nil when the
 // bot is not configured or Telegram does not answer.
-func (w *Widget) botView(ctx context.Context, code string) *BotView {
+func (w *Widget) botLink(ctx context.Context, code string) *BotLink {
 	if w.bot == nil {
 		return nil
 	}
@@ -208,209 +121,170 @@ func (w *Widget) botView(ctx context.Context, code string) *BotView {
 	if err != nil {
 		return nil
 	}
-	return &BotView{Username: u, StartGroupURL: "https://t.me/" + u + "?startgroup=" + code, LinkCommand: "/link " + code}
+	return &BotLink{Username: u, StartGroupURL: "https://t.me/" + u + "?startgroup=" + code, LinkCommand: "/link " + code}
 }
 
 // State is everything the settings page shows an admin; a manager (the deal
 // card) gets the account and its chats. Pipelines, fields and users are read
 // live from amoCRM (and the stored pipelines refreshed), so the choices match
 // the account as it is now.
-func (w *Widget) State(ctx context.Context, a dispatch.Account, userID int64) (WidgetState, error) {
-	st := WidgetState{Account: AccountView{ID: a.ID, Name: a.Name, Subdomain: a.Subdomain, Language: a.Language},
-		Chats: []ChatView{}, Pipelines: []PipelineView{}, Fields: []FieldView{}, Users: []UserView{}, Executors: []ExecutorView{}}
-	chats, err := w.svc.db.Chats(ctx, a.ID)
-	if err != nil {
+func (w *Widget) State(ctx context.Context, a dispatch.Account, userID int64) (State, error) {
+	st := State{Account: a}
+	var err error
+	if st.Chats, err = w.svc.db.Chats(ctx, a.ID); err != nil {
 		return st, err
-	}
-	for _, c := range chats {
-		st.Chats = append(st.Chats, ChatView{ID: c.ID, Title: c.Title, Type: string(c.Type), Active: c.Active})
 	}
 	if st.IsAdmin, err = w.IsAdmin(ctx, a, userID); err != nil || !st.IsAdmin {
 		return st, err
 	}
-	st.Bot = w.botView(ctx, a.LinkCode)
+	st.Bot = w.botLink(ctx, a.LinkCode)
 	api, err := w.svc.API(ctx, a.ID)
 	if err != nil {
 		return st, err
 	}
-	pipelines, err := api.ListPipelines(ctx)
-	if err != nil {
-		return st, fmt.Errorf("read pipelines from amoCRM: %w", err)
-	}
-	if err := w.svc.db.ReplacePipelines(ctx, a.ID, toDomainPipelines(pipelines)); err != nil {
+	if st.Pipelines, err = w.pipelines(ctx, api); err != nil {
 		return st, err
 	}
-	for _, p := range pipelines {
-		pv := PipelineView{ID: p.ID, Name: p.Name, Stages: []StageView{}}
-		for _, s := range p.Statuses {
-			pv.Stages = append(pv.Stages, StageView{ID: s.ID, Name: s.Name})
-		}
-		st.Pipelines = append(st.Pipelines, pv)
-	}
-	fields, err := api.ListLeadCustomFields(ctx)
-	if err != nil {
-		return st, fmt.Errorf("read deal fields from amoCRM: %w", err)
-	}
-	for _, f := range fields {
-		if f.Code != ExecutorFieldCode {
-			st.Fields = append(st.Fields, FieldView{ID: f.ID, Name: f.Name, Type: f.Type})
-		}
-	}
-	users, err := api.ListUsers(ctx)
-	if err != nil {
-		return st, fmt.Errorf("read users from amoCRM: %w", err)
-	}
-	for _, u := range users {
-		st.Users = append(st.Users, UserView{ID: u.ID, Name: u.Name})
-	}
-	execs, err := w.svc.db.AccountExecutors(ctx, a.ID)
-	if err != nil {
+	if err := w.svc.db.ReplacePipelines(ctx, a.ID, st.Pipelines); err != nil {
 		return st, err
 	}
-	for _, e := range execs {
-		st.Executors = append(st.Executors, ExecutorView{TelegramID: e.TelegramID, Name: e.FullName(), Username: e.Username})
+	if st.Fields, err = w.fields(ctx, api, true); err != nil {
+		return st, err
+	}
+	if st.Users, err = w.users(ctx, api); err != nil {
+		return st, err
+	}
+	if st.Executors, err = w.svc.db.AccountExecutors(ctx, a.ID); err != nil {
+		return st, err
 	}
 	s, err := w.svc.db.Settings(ctx, a.ID)
 	if err != nil {
 		return st, err
 	}
-	sv := settingsView(s)
-	st.Settings = &sv
+	st.Settings = &s
 	return st, nil
+}
+
+func (w *Widget) pipelines(ctx context.Context, api *amocrm.API) ([]dispatch.Pipeline, error) {
+	pipelines, err := api.ListPipelines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read pipelines from amoCRM: %w", err)
+	}
+	return toDomainPipelines(pipelines), nil
+}
+
+// fields are the account's deal fields. The settings page does not offer
+// the executor field (the order's result, not part of it), but settings
+// saved naming it stay valid.
+func (w *Widget) fields(ctx context.Context, api *amocrm.API, offered bool) ([]dispatch.Field, error) {
+	fields, err := api.ListLeadCustomFields(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read deal fields from amoCRM: %w", err)
+	}
+	var out []dispatch.Field
+	for _, f := range fields {
+		if !offered || f.Code != ExecutorFieldCode {
+			out = append(out, dispatch.Field{ID: f.ID, Name: f.Name, Type: f.Type})
+		}
+	}
+	return out, nil
+}
+
+func (w *Widget) users(ctx context.Context, api *amocrm.API) ([]dispatch.User, error) {
+	users, err := api.ListUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read users from amoCRM: %w", err)
+	}
+	out := make([]dispatch.User, 0, len(users))
+	for _, u := range users {
+		out = append(out, dispatch.User{ID: u.ID, Name: u.Name})
+	}
+	return out, nil
 }
 
 // RotateLinkCode replaces the account's link code: the old one links no
 // group from now on (groups already linked stay linked).
-func (w *Widget) RotateLinkCode(ctx context.Context, a dispatch.Account, userID int64) (LinkView, error) {
+func (w *Widget) RotateLinkCode(ctx context.Context, a dispatch.Account, userID int64) (*BotLink, error) {
 	code, err := w.svc.db.RotateLinkCode(ctx, a.ID)
 	if err != nil {
-		return LinkView{}, err
+		return nil, err
 	}
 	w.svc.log.Info("link code rotated", "account_id", a.ID, "user_id", userID)
-	return LinkView{Bot: w.botView(ctx, code)}, nil
+	return w.botLink(ctx, code), nil
 }
 
 // SaveSettings validates settings against the account's real pipelines,
-// stages, chats, fields and users, then stores them. Invalid input changes nothing.
-func (w *Widget) SaveSettings(ctx context.Context, a dispatch.Account, in SettingsView) (SettingsView, error) {
-	switch in.Language {
-	case "", "ru", "en":
-	default:
-		return SettingsView{}, dispatch.Invalid("language must be \"\", \"ru\" or \"en\"")
+// stages, chats, fields and users, then stores them. Invalid input changes
+// nothing. It returns the settings as stored.
+func (w *Widget) SaveSettings(ctx context.Context, a dispatch.Account, want dispatch.Settings) (dispatch.Settings, error) {
+	want.AccountID = a.ID
+	if err := dispatch.CheckLanguage(want.Language); err != nil {
+		return dispatch.Settings{}, err // refused before any amoCRM request
 	}
-	api, err := w.svc.API(ctx, a.ID)
+	c, err := w.catalog(ctx, a.ID, want)
 	if err != nil {
-		return SettingsView{}, err
+		return dispatch.Settings{}, err
 	}
-	pipelines, err := api.ListPipelines(ctx)
+	out, err := want.Validate(c)
 	if err != nil {
-		return SettingsView{}, fmt.Errorf("read pipelines from amoCRM: %w", err)
-	}
-	stagesOf := map[int64][]int64{}
-	for _, p := range pipelines {
-		for _, s := range p.Statuses {
-			stagesOf[p.ID] = append(stagesOf[p.ID], s.ID)
-		}
-	}
-	chats, err := w.svc.db.Chats(ctx, a.ID)
-	if err != nil {
-		return SettingsView{}, err
-	}
-	out := dispatch.Settings{AccountID: a.ID, Language: in.Language, ShowBudget: in.ShowBudget, ExecutorUsers: map[int64]int64{}}
-	seen := map[int64]bool{}
-	for _, r := range in.Rules {
-		stages, ok := stagesOf[r.PipelineID]
-		if !ok {
-			return SettingsView{}, dispatch.Invalid("pipeline %d does not exist in this account", r.PipelineID)
-		}
-		if seen[r.PipelineID] {
-			return SettingsView{}, dispatch.Invalid("pipeline %d is configured twice", r.PipelineID)
-		}
-		seen[r.PipelineID] = true
-		for _, st := range r.TriggerStageIDs {
-			if !slices.Contains(stages, st) || st == amocrm.StatusWon || st == amocrm.StatusLost {
-				return SettingsView{}, dispatch.Invalid("stage %d is not a working stage of pipeline %d", st, r.PipelineID)
-			}
-		}
-		if r.FoundStageID != 0 {
-			if !slices.Contains(stages, r.FoundStageID) {
-				return SettingsView{}, dispatch.Invalid("stage %d does not belong to pipeline %d", r.FoundStageID, r.PipelineID)
-			}
-			if slices.Contains(r.TriggerStageIDs, r.FoundStageID) {
-				return SettingsView{}, dispatch.Invalid("the \"executor found\" stage cannot also be a search stage")
-			}
-		}
-		if r.DefaultChatID != 0 && !slices.ContainsFunc(chats, func(c dispatch.Chat) bool { return c.ID == r.DefaultChatID && c.Active }) {
-			return SettingsView{}, dispatch.Invalid("chat %d is not an active chat of this account", r.DefaultChatID)
-		}
-		out.Rules = append(out.Rules, dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: slices.Compact(slices.Sorted(slices.Values(r.TriggerStageIDs))),
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
-	}
-	if in.OrderFieldIDs != nil {
-		fields, err := api.ListLeadCustomFields(ctx)
-		if err != nil {
-			return SettingsView{}, fmt.Errorf("read deal fields from amoCRM: %w", err)
-		}
-		for _, id := range in.OrderFieldIDs {
-			if !slices.ContainsFunc(fields, func(f amocrm.CustomField) bool { return f.ID == id }) {
-				return SettingsView{}, dispatch.Invalid("deal field %d does not exist in this account", id)
-			}
-		}
-		out.OrderFieldIDs = in.OrderFieldIDs
-	}
-	if len(in.ExecutorUsers) > 0 {
-		users, err := api.ListUsers(ctx)
-		if err != nil {
-			return SettingsView{}, fmt.Errorf("read users from amoCRM: %w", err)
-		}
-		for tgStr, amoUser := range in.ExecutorUsers {
-			tg, err := strconv.ParseInt(tgStr, 10, 64)
-			if err != nil || tg <= 0 {
-				return SettingsView{}, dispatch.Invalid("%q is not a Telegram user id", tgStr)
-			}
-			if amoUser == 0 {
-				continue
-			}
-			if !slices.ContainsFunc(users, func(u amocrm.User) bool { return u.ID == amoUser }) {
-				return SettingsView{}, dispatch.Invalid("user %d does not exist in this account", amoUser)
-			}
-			out.ExecutorUsers[tg] = amoUser
-		}
+		return dispatch.Settings{}, err
 	}
 	if err := w.svc.db.SaveSettings(ctx, out); err != nil {
-		return SettingsView{}, err
+		return dispatch.Settings{}, err
 	}
 	w.svc.log.Info("settings saved", "account_id", a.ID)
-	return settingsView(out), nil
+	return out, nil
+}
+
+// catalog reads what settings are checked against. Fields and users are read
+// only when the settings name some: each list is an amoCRM request.
+func (w *Widget) catalog(ctx context.Context, accountID int64, s dispatch.Settings) (dispatch.Catalog, error) {
+	var c dispatch.Catalog
+	api, err := w.svc.API(ctx, accountID)
+	if err != nil {
+		return c, err
+	}
+	if c.Pipelines, err = w.pipelines(ctx, api); err != nil {
+		return c, err
+	}
+	if c.Chats, err = w.svc.db.Chats(ctx, accountID); err != nil {
+		return c, err
+	}
+	if s.OrderFieldIDs != nil {
+		if c.Fields, err = w.fields(ctx, api, false); err != nil {
+			return c, err
+		}
+	}
+	if len(s.ExecutorUsers) > 0 {
+		if c.Users, err = w.users(ctx, api); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // Deal is the order state of one deal.
-func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (DealView, error) {
+func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (Deal, error) {
 	if leadID <= 0 {
-		return DealView{}, dispatch.Invalid("lead id must be positive")
+		return Deal{}, dispatch.Invalid("lead id must be positive")
 	}
-	v := DealView{LeadID: leadID}
+	d := Deal{LeadID: leadID}
 	var err error
-	if v.TargetChatID, err = w.svc.db.DealTarget(ctx, a.ID, leadID); err != nil {
-		return v, err
+	if d.TargetChatID, err = w.svc.db.DealTarget(ctx, a.ID, leadID); err != nil {
+		return d, err
 	}
 	o, err := w.svc.db.LatestOrder(ctx, a.ID, leadID)
 	if errors.Is(err, dispatch.ErrNotFound) {
-		return v, nil
+		return d, nil
 	}
 	if err != nil {
-		return v, err
+		return d, err
 	}
-	ov := &OrderView{ID: o.ID, Status: string(o.Status), Chat: ChatRef{ID: o.ChatID}, MessageID: o.MessageID,
-		CreatedAt: o.CreatedAt, TakenAt: o.TakenAt, FailReason: o.FailReason}
+	d.Order = &o
 	if c, err := w.svc.db.Chat(ctx, o.ChatID); err == nil && c.AccountID == a.ID {
-		ov.Chat.Title = c.Title
+		d.ChatTitle = c.Title
 	}
-	if o.Status == dispatch.OrderTaken {
-		ov.Executor = &ExecutorView{TelegramID: o.ExecutorID, Name: o.ExecutorName, Username: o.ExecutorUsername}
-	}
-	v.Order = ov
-	return v, nil
+	return d, nil
 }
 
 // SetDealChat chooses this deal's target chat (0 returns to the default).
@@ -420,7 +294,7 @@ func (w *Widget) SetDealChat(ctx context.Context, a dispatch.Account, leadID, ch
 	}
 	if chatID != 0 {
 		c, err := w.svc.db.Chat(ctx, chatID)
-		if err != nil || c.AccountID != a.ID || !c.Active {
+		if err != nil || !c.ActiveFor(a.ID) {
 			return dispatch.Invalid("chat %d is not an active chat of this account", chatID)
 		}
 	}

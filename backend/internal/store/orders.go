@@ -5,12 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 )
@@ -46,18 +44,6 @@ func (r orderRow) toOrder() dispatch.Order {
 		TakenAt: r.TakenAt, FailReason: r.FailReason, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
-type revealRow struct {
-	ID          string `gorm:"primaryKey"`
-	AccountID   int64
-	OrderID     string
-	TelegramID  int64
-	Kind        string
-	RequestedAt time.Time
-	SentAt      *time.Time
-}
-
-func (revealRow) TableName() string { return "contact_reveals" }
-
 // Tx is one unit of work: store writes and the jobs they cause commit together.
 type Tx struct {
 	db *DB
@@ -72,6 +58,36 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 // SQL is the transaction for libraries that enqueue into it (River's InsertTx).
 func (tx *Tx) SQL() *sql.Tx {
 	return tx.g.Statement.ConnPool.(*sql.Tx)
+}
+
+// moveOrder is every change of an order's status: one conditional UPDATE
+// whose WHERE admits only the statuses that dispatch.Lifecycle lets become
+// to, so of concurrent writers exactly one changes the row. A press proves
+// a post only while none is recorded (message_id = 0). It reports whether
+// the row changed.
+func moveOrder(g *gorm.DB, to dispatch.OrderStatus, pressed bool, where string, args []any, set map[string]any) (bool, error) {
+	from := dispatch.Sources(to, pressed)
+	byPress := []string{}
+	for _, st := range from {
+		if !dispatch.CanBecome(st, to, false) {
+			byPress = append(byPress, string(st))
+		}
+	}
+	cond := g.Model(&orderRow{}).Where(where, args...).Where("status IN ?", statusStrings(from))
+	if len(byPress) > 0 {
+		cond = cond.Where("(status NOT IN ? OR message_id = 0)", byPress)
+	}
+	set["status"] = string(to)
+	res := cond.Updates(set)
+	return res.RowsAffected == 1, res.Error
+}
+
+func statusStrings(in []dispatch.OrderStatus) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = string(s)
+	}
+	return out
 }
 
 // CreateOrder opens a new round for a deal. It returns ErrConflict when the
@@ -145,16 +161,15 @@ func (db *DB) OrderByID(ctx context.Context, id string) (dispatch.Order, error) 
 
 // MarkPosted records the group message of an order that is still posting.
 func (db *DB) MarkPosted(ctx context.Context, id string, messageID int, text string) (bool, error) {
-	res := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND status = ?", id, dispatch.OrderPosting).
-		Updates(map[string]any{"status": string(dispatch.OrderOpen), "message_id": messageID, "group_text": text, "updated_at": db.utcNow()})
-	return res.RowsAffected == 1, translate(res.Error, "mark posted")
+	posted, err := moveOrder(db.gorm.WithContext(ctx), dispatch.OrderOpen, false, "id = ?", []any{id},
+		map[string]any{"message_id": messageID, "group_text": text, "updated_at": db.utcNow()})
+	return posted, translate(err, "mark posted")
 }
 
 // ConfirmPosted marks a "posting" order open with the message a user pressed.
 func (db *DB) ConfirmPosted(ctx context.Context, chatID int64, id string, messageID int) (dispatch.Order, error) {
-	err := db.gorm.WithContext(ctx).Model(&orderRow{}).
-		Where("id = ? AND chat_id = ? AND status = ? AND message_id = 0", id, chatID, dispatch.OrderPosting).
-		Updates(map[string]any{"status": string(dispatch.OrderOpen), "message_id": messageID, "updated_at": db.utcNow()}).Error
+	_, err := moveOrder(db.gorm.WithContext(ctx), dispatch.OrderOpen, true, "id = ? AND chat_id = ? AND message_id = 0", []any{id, chatID},
+		map[string]any{"message_id": messageID, "updated_at": db.utcNow()})
 	if err != nil {
 		return dispatch.Order{}, translate(err, "confirm posted")
 	}
@@ -179,27 +194,24 @@ func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text 
 // there is nothing to record, so a posting order cannot be taken that way.
 func (tx *Tx) TakeOrder(chatID int64, messageID int, id string, e dispatch.Executor) (dispatch.Order, error) {
 	now := tx.db.utcNow()
-	res := tx.g.Model(&orderRow{}).
-		Where("id = ? AND chat_id = ? AND (status = ? OR (status = ? AND message_id = 0 AND ? <> 0))", id, chatID, dispatch.OrderOpen, dispatch.OrderPosting, messageID).
-		Updates(map[string]any{"status": string(dispatch.OrderTaken), "executor_id": e.TelegramID, "executor_name": e.FullName(),
-			"executor_username": e.Username, "taken_at": now, "updated_at": now,
+	won, err := moveOrder(tx.g, dispatch.OrderTaken, messageID != 0, "id = ? AND chat_id = ?", []any{id, chatID},
+		map[string]any{"executor_id": e.TelegramID, "executor_name": e.FullName(), "executor_username": e.Username,
+			"taken_at": now, "updated_at": now,
 			"message_id": gorm.Expr("CASE WHEN message_id = 0 THEN ? ELSE message_id END", messageID)})
-	if res.Error != nil {
-		return dispatch.Order{}, translate(res.Error, "take order")
+	if err != nil {
+		return dispatch.Order{}, translate(err, "take order")
 	}
 	var r orderRow
 	if err := tx.g.Where("id = ? AND chat_id = ?", id, chatID).Take(&r).Error; err != nil {
 		return dispatch.Order{}, translate(err, "order "+id)
 	}
-	if res.RowsAffected == 1 {
+	if won {
 		return r.toOrder(), nil
 	}
-	switch dispatch.OrderStatus(r.Status) {
-	case dispatch.OrderTaken:
+	if r.Status == string(dispatch.OrderTaken) {
 		return r.toOrder(), dispatch.ErrAlreadyTaken
-	default:
-		return r.toOrder(), dispatch.ErrOrderClosed
 	}
+	return r.toOrder(), dispatch.ErrOrderClosed
 }
 
 // CloseOrder ends the deal's current round (the deal left the search stage or
@@ -214,11 +226,22 @@ func (tx *Tx) CloseOrder(accountID, leadID int64) (dispatch.Order, bool, error) 
 	if err != nil {
 		return dispatch.Order{}, false, translate(err, "find active order")
 	}
-	updates := map[string]any{"active": false, "updated_at": tx.db.utcNow()}
-	if r.Status == string(dispatch.OrderOpen) || r.Status == string(dispatch.OrderPosting) {
-		updates["status"] = string(dispatch.OrderWithdrawn)
+	now := tx.db.utcNow()
+	// Two steps, each conditional: an order the lifecycle lets go becomes
+	// withdrawn, and whatever it is then stops being the deal's current one.
+	withdrawn, err := moveOrder(tx.g, dispatch.OrderWithdrawn, false, "id = ? AND active = ?", []any{r.ID, true},
+		map[string]any{"updated_at": now})
+	if err != nil {
+		return dispatch.Order{}, false, translate(err, "withdraw order")
 	}
-	res := tx.g.Model(&orderRow{}).Where("id = ? AND active = ?", r.ID, true).Updates(updates)
+	if !withdrawn && r.toOrder().CanWithdraw() {
+		// Taken between the read and the UPDATE: report it as it is now,
+		// so the caller does not tidy the post of a taken order as withdrawn.
+		if err := tx.g.Where("id = ?", r.ID).Take(&r).Error; err != nil {
+			return dispatch.Order{}, false, translate(err, "reread order")
+		}
+	}
+	res := tx.g.Model(&orderRow{}).Where("id = ? AND active = ?", r.ID, true).Updates(map[string]any{"active": false, "updated_at": now})
 	if res.Error != nil {
 		return dispatch.Order{}, false, translate(res.Error, "close order")
 	}
@@ -268,8 +291,8 @@ func (db *DB) UnfinishedOrders(ctx context.Context, accountID int64, since time.
 
 // FailOrder marks an order that cannot be posted.
 func (db *DB) FailOrder(ctx context.Context, id, reason string) error {
-	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND status = ?", id, dispatch.OrderPosting).
-		Updates(map[string]any{"status": string(dispatch.OrderFailed), "active": false, "fail_reason": reason, "updated_at": db.utcNow()}).Error
+	_, err := moveOrder(db.gorm.WithContext(ctx), dispatch.OrderFailed, false, "id = ?", []any{id},
+		map[string]any{"active": false, "fail_reason": reason, "updated_at": db.utcNow()})
 	return translate(err, "fail order")
 }
 
@@ -278,55 +301,4 @@ func (db *DB) CountOrders(ctx context.Context, accountID int64) (int64, error) {
 	var n int64
 	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("account_id = ?", accountID).Count(&n).Error
 	return n, translate(err, "count orders")
-}
-
-// Reveal kinds: a "Get client phone" press, or the winner's private order.
-const (
-	RevealRequest = "request"
-	RevealWinner  = "winner"
-)
-
-// CreateReveal records a request for a deal's contact, or returns the one
-// this user already has for the order and kind, so repeated presses (even
-// concurrent ones) share one reveal. Its id doubles as the /start token when
-// the user must open the bot first (Telegram allows A-Z a-z 0-9 _ - up to 64
-// characters there).
-func (tx *Tx) CreateReveal(o dispatch.Order, telegramID int64, kind string) (dispatch.Reveal, error) {
-	row := revealRow{ID: "c" + strings.ReplaceAll(uuid.NewString(), "-", ""), AccountID: o.AccountID, OrderID: o.ID,
-		TelegramID: telegramID, Kind: kind, RequestedAt: tx.db.utcNow()}
-	err := tx.g.Clauses(clause.OnConflict{DoNothing: true}).Create(&row).Error
-	if err != nil {
-		return dispatch.Reveal{}, translate(err, "create reveal")
-	}
-	// A fresh struct: gorm would add the unsaved row's id to the conditions.
-	var got revealRow
-	if err := tx.g.Where("order_id = ? AND telegram_id = ? AND kind = ?", o.ID, telegramID, kind).Take(&got).Error; err != nil {
-		return dispatch.Reveal{}, translate(err, "read reveal")
-	}
-	if got.ID != row.ID && got.SentAt == nil {
-		// Pressed again while unsent: the start link given now must live
-		// its full day, not expire with the first one.
-		err := tx.g.Model(&revealRow{}).Where("id = ? AND sent_at IS NULL", got.ID).Update("requested_at", row.RequestedAt).Error
-		if err != nil {
-			return dispatch.Reveal{}, translate(err, "renew reveal")
-		}
-		got.RequestedAt = row.RequestedAt
-	}
-	return dispatch.Reveal{ID: got.ID, AccountID: got.AccountID, OrderID: got.OrderID, TelegramID: got.TelegramID,
-		RequestedAt: got.RequestedAt, SentAt: got.SentAt}, nil
-}
-
-// Reveal returns a contact request of one Telegram user (the token's owner).
-func (db *DB) Reveal(ctx context.Context, telegramID int64, id string) (dispatch.Reveal, error) {
-	var r revealRow
-	if err := db.gorm.WithContext(ctx).Where("id = ? AND telegram_id = ?", id, telegramID).Take(&r).Error; err != nil {
-		return dispatch.Reveal{}, translate(err, "reveal")
-	}
-	return dispatch.Reveal{ID: r.ID, AccountID: r.AccountID, OrderID: r.OrderID, TelegramID: r.TelegramID, RequestedAt: r.RequestedAt, SentAt: r.SentAt}, nil
-}
-
-// MarkRevealSent records that the contact reached the user.
-func (db *DB) MarkRevealSent(ctx context.Context, id string) error {
-	err := db.gorm.WithContext(ctx).Model(&revealRow{}).Where("id = ? AND sent_at IS NULL", id).Update("sent_at", db.utcNow()).Error
-	return translate(err, "mark reveal sent")
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	tgbot "github.com/go-telegram/bot"
+	botapi "github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
 )
 
@@ -43,23 +43,23 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	var tooMany *tgbot.TooManyRequestsError
+	var tooMany *botapi.TooManyRequestsError
 	if errors.As(err, &tooMany) {
 		return &RetryAfterError{After: time.Duration(max(tooMany.RetryAfter, 1)) * time.Second}
 	}
-	var migrate *tgbot.MigrateError
+	var migrate *botapi.MigrateError
 	if errors.As(err, &migrate) {
 		return &MigratedError{NewChatID: int64(migrate.MigrateToChatID)}
 	}
 	msg := err.Error()
 	switch {
-	case errors.Is(err, tgbot.ErrorForbidden):
+	case errors.Is(err, botapi.ErrorForbidden):
 		if strings.Contains(msg, "initiate conversation") || strings.Contains(msg, "blocked by the user") ||
 			strings.Contains(msg, "user is deactivated") {
 			return fmt.Errorf("%w: %s", ErrUserUnreachable, msg)
 		}
 		return fmt.Errorf("%w: %s", ErrChatGone, msg)
-	case errors.Is(err, tgbot.ErrorBadRequest):
+	case errors.Is(err, botapi.ErrorBadRequest):
 		switch {
 		case strings.Contains(msg, "message is not modified"):
 			return nil // the edit is already in place
@@ -92,7 +92,7 @@ func keyboard(rows [][]Button) models.ReplyMarkup {
 }
 
 // SendHTML posts an HTML message, with an optional inline keyboard.
-func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
+func (b *Client) SendHTML(ctx context.Context, chatID int64, html string, rows [][]Button) (int, error) {
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return 0, err
 	}
@@ -100,7 +100,7 @@ func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]
 	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
 	disabled := true
-	msg, err := b.api.SendMessage(ctx, &tgbot.SendMessageParams{
+	msg, err := b.api.SendMessage(ctx, &botapi.SendMessageParams{
 		ChatID: chatID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
@@ -112,14 +112,14 @@ func (b *Bot) SendHTML(ctx context.Context, chatID int64, html string, rows [][]
 
 // EditHTML replaces a message's text and removes its keyboard. An identical
 // edit ("message is not modified") counts as success.
-func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
+func (b *Client) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
 	defer cancel()
 	disabled := true
-	_, err := b.api.EditMessageText(ctx, &tgbot.EditMessageTextParams{
+	_, err := b.api.EditMessageText(ctx, &botapi.EditMessageTextParams{
 		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML,
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
@@ -132,7 +132,7 @@ func (b *Bot) EditHTML(ctx context.Context, chatID int64, messageID int, html st
 // "typing" status is the cheapest call that meets sendMessage's 403s and
 // leaves nothing in the chat. The answer is false with a nil error only on
 // such a 403; a timeout, a 5xx or a 429 are errors, since they prove nothing.
-func (b *Bot) Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error) {
+func (b *Client) Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// The pace is kept even here: a wait longer than the timeout fails at
@@ -140,7 +140,7 @@ func (b *Bot) Reachable(ctx context.Context, userID int64, timeout time.Duration
 	if err := b.pace.wait(ctx, userID); err != nil {
 		return false, fmt.Errorf("telegram sendChatAction to %d: %w", userID, err)
 	}
-	_, err := b.api.SendChatAction(ctx, &tgbot.SendChatActionParams{ChatID: userID, Action: models.ChatActionTyping})
+	_, err := b.api.SendChatAction(ctx, &botapi.SendChatActionParams{ChatID: userID, Action: models.ChatActionTyping})
 	switch err = classify(err); {
 	case err == nil:
 		return true, nil
@@ -153,17 +153,42 @@ func (b *Bot) Reachable(ctx context.Context, userID int64, timeout time.Duration
 
 // AnswerCallback answers a button press: a short text, or a URL that makes
 // Telegram open the bot's private chat.
-func (b *Bot) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
+func (b *Client) AnswerCallback(ctx context.Context, queryID, text, url string, alert bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := b.api.AnswerCallbackQuery(ctx, &tgbot.AnswerCallbackQueryParams{
+	_, err := b.api.AnswerCallbackQuery(ctx, &botapi.AnswerCallbackQueryParams{
 		CallbackQueryID: queryID, Text: text, URL: url, ShowAlert: alert,
 	})
 	return classify(err)
 }
 
+// Reply sends a plain-text message within the same pace as every other send:
+// a burst of commands in a group must not cross its 20 messages a minute.
+// The wait for the pace is bounded by paceWait, separately from the call. A
+// chat that no longer accepts messages is not worth retrying, so that is
+// logged and not returned.
+func (b *Client) Reply(ctx context.Context, chatID int64, text string, paceWait time.Duration) error {
+	waitCtx, cancel := context.WithTimeout(ctx, paceWait)
+	err := b.pace.wait(waitCtx, chatID)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("telegram reply to %d waits for the chat's pace: %w", chatID, err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
+	defer cancel()
+	_, err = b.api.SendMessage(callCtx, &botapi.SendMessageParams{ChatID: chatID, Text: text})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, botapi.ErrorForbidden) || errors.Is(err, botapi.ErrorBadRequest) {
+		b.log.Warn("telegram reply not delivered", "chat_id", chatID, "err", err)
+		return nil
+	}
+	return fmt.Errorf("telegram sendMessage to %d: %w", chatID, err)
+}
+
 // StartLink is the deep link that opens the bot's private chat with a payload.
-func (b *Bot) StartLink(ctx context.Context, payload string) (string, error) {
+func (b *Client) StartLink(ctx context.Context, payload string) (string, error) {
 	u, err := b.Username(ctx)
 	if err != nil {
 		return "", err

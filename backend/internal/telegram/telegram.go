@@ -1,7 +1,8 @@
-// Package telegram is the bot's adapter to the Telegram Bot API: it receives
-// updates (long polling or webhook), stores each before acknowledging it,
-// processes stored updates, and sends the bot's messages through
-// github.com/go-telegram/bot.
+// Package telegram is the bot's outbound client of the Telegram Bot API: it
+// sends, edits and answers through github.com/go-telegram/bot, keeps
+// Telegram's pace, fetches updates for the poller, and classifies errors. It
+// knows nothing of the store or the use cases; package tgbot handles what
+// Telegram sends.
 package telegram
 
 import (
@@ -16,44 +17,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	tgbot "github.com/go-telegram/bot"
+	botapi "github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
-
-	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
-	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
 // AllowedUpdates are the update kinds the bot asks Telegram for.
 var AllowedUpdates = []string{"message", "my_chat_member", "callback_query"}
 
-// Inbox is the durable store of received updates.
-type Inbox interface {
-	SaveUpdates(ctx context.Context, updates []store.StoredUpdate) (int, error)
-	ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]store.StoredUpdate, error)
-	FinishUpdate(ctx context.Context, id int64, owner string, procErr error, backoff time.Duration) error
-	MaxUpdateID(ctx context.Context) (int64, error)
-	AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
-	ReleaseLease(ctx context.Context, name, owner string) error
-}
-
-// Chats is what update handling needs from the product's use cases.
-type Chats interface {
-	LinkChat(ctx context.Context, code string, chat dispatch.Chat) (dispatch.Account, dispatch.Chat, error)
-	ChatRemoved(ctx context.Context, chatID int64) error
-	ChatMigrated(ctx context.Context, oldID, newID int64) error
-	ChatAccount(ctx context.Context, chatID int64) (dispatch.Account, dispatch.Chat, error)
-	RegisterExecutor(ctx context.Context, e dispatch.Executor) error
-}
-
-// Options configure a Bot.
+// Options configure a Client.
 type Options struct {
 	Token      string
 	APIURL     string
 	HTTPClient *http.Client
-	Inbox      Inbox
-	Chats      Chats
-	Orders     Orders // nil until the dispatch flow is wired
-	Owner      string // this process's lease identity
 	Logger     *slog.Logger
 	// PollTimeout is getUpdates' long-poll timeout (default 25s).
 	PollTimeout time.Duration
@@ -61,18 +36,18 @@ type Options struct {
 	CallTimeout time.Duration
 }
 
-// Bot receives, stores and processes updates and sends messages.
-type Bot struct {
+// Client calls the Bot API for the bot.
+type Client struct {
 	o      Options
-	api    *tgbot.Bot
+	api    *botapi.Bot
 	log    *slog.Logger
-	wake   chan struct{}
 	me     atomic.Pointer[models.User]
 	meOnce sync.Mutex
 	pace   *pacer
 }
 
-func New(o Options) (*Bot, error) {
+// New builds a client; it calls nothing until asked.
+func New(o Options) (*Client, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -85,22 +60,22 @@ func New(o Options) (*Bot, error) {
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 15 * time.Second
 	}
-	api, err := tgbot.New(o.Token,
-		tgbot.WithServerURL(o.APIURL),
-		tgbot.WithSkipGetMe(),
-		tgbot.WithHTTPClient(o.PollTimeout+10*time.Second, o.HTTPClient),
+	api, err := botapi.New(o.Token,
+		botapi.WithServerURL(o.APIURL),
+		botapi.WithSkipGetMe(),
+		botapi.WithHTTPClient(o.PollTimeout+10*time.Second, o.HTTPClient),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("telegram: %w", err)
 	}
-	return &Bot{o: o, api: api, log: o.Logger, wake: make(chan struct{}, 1), pace: newPacer()}, nil
+	return &Client{o: o, api: api, log: o.Logger, pace: newPacer()}, nil
 }
 
-// SetOrders connects the dispatch flow, which itself sends through the bot.
-func (b *Bot) SetOrders(o Orders) { b.o.Orders = o }
+// PollTimeout is getUpdates' long-poll timeout.
+func (b *Client) PollTimeout() time.Duration { return b.o.PollTimeout }
 
 // Username returns the bot's @username (without @), asking Telegram once.
-func (b *Bot) Username(ctx context.Context) (string, error) {
+func (b *Client) Username(ctx context.Context) (string, error) {
 	if me := b.me.Load(); me != nil {
 		return me.Username, nil
 	}
@@ -118,7 +93,7 @@ func (b *Bot) Username(ctx context.Context) (string, error) {
 }
 
 // StartGroupLink is the deep link that adds the bot to a group and links it.
-func (b *Bot) StartGroupLink(ctx context.Context, code string) (string, error) {
+func (b *Client) StartGroupLink(ctx context.Context, code string) (string, error) {
 	u, err := b.Username(ctx)
 	if err != nil {
 		return "", err
@@ -126,118 +101,27 @@ func (b *Bot) StartGroupLink(ctx context.Context, code string) (string, error) {
 	return "https://t.me/" + u + "?startgroup=" + code, nil
 }
 
-// Accept stores raw updates (webhook body or a getUpdates batch) and wakes
-// the processor. Only a nil return allows acknowledging them to Telegram.
-func (b *Bot) Accept(ctx context.Context, raws []json.RawMessage) error {
-	batch := make([]store.StoredUpdate, 0, len(raws))
-	for _, raw := range raws {
-		var head struct {
-			UpdateID *int64 `json:"update_id"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil || head.UpdateID == nil {
-			return fmt.Errorf("telegram update without update_id: %w", dispatch.ErrInvalid)
-		}
-		batch = append(batch, store.StoredUpdate{ID: *head.UpdateID, Payload: raw})
+// DeleteWebhook switches the bot back to getUpdates.
+func (b *Client) DeleteWebhook(ctx context.Context) error {
+	if _, err := b.api.DeleteWebhook(ctx, &botapi.DeleteWebhookParams{}); err != nil {
+		return fmt.Errorf("telegram deleteWebhook: %w", err)
 	}
-	if _, err := b.o.Inbox.SaveUpdates(ctx, batch); err != nil {
-		return err
-	}
-	b.Wake()
 	return nil
 }
 
-// Wake nudges the processor to look for stored updates now.
-func (b *Bot) Wake() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-}
-
 // SetWebhook registers the webhook URL with its secret token.
-func (b *Bot) SetWebhook(ctx context.Context, url, secretToken string) error {
-	_, err := b.api.SetWebhook(ctx, &tgbot.SetWebhookParams{URL: url, SecretToken: secretToken, AllowedUpdates: AllowedUpdates})
+func (b *Client) SetWebhook(ctx context.Context, url, secretToken string) error {
+	_, err := b.api.SetWebhook(ctx, &botapi.SetWebhookParams{URL: url, SecretToken: secretToken, AllowedUpdates: AllowedUpdates})
 	if err != nil {
 		return fmt.Errorf("telegram setWebhook: %w", err)
 	}
 	return nil
 }
 
-const pollerLease = "telegram-poller"
-
-// Poll runs getUpdates while this process holds the poller lease: Telegram
-// allows one poller per bot (a second gets 409). The offset moves past an
-// update only after it is stored, so a crash never loses one.
-func (b *Bot) Poll(ctx context.Context) error {
-	if _, err := b.api.DeleteWebhook(ctx, &tgbot.DeleteWebhookParams{}); err != nil {
-		b.log.Warn("telegram deleteWebhook before polling failed", "err", err)
-	}
-	leaseTTL := b.o.PollTimeout + 20*time.Second
-	var offset int64
-	holding := false
-	defer func() {
-		if holding {
-			_ = b.o.Inbox.ReleaseLease(context.WithoutCancel(ctx), pollerLease, b.o.Owner)
-		}
-	}()
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		if backoff > 0 {
-			if !sleep(ctx, backoff) {
-				break
-			}
-		}
-		ok, err := b.o.Inbox.AcquireLease(ctx, pollerLease, b.o.Owner, leaseTTL)
-		if err != nil || !ok {
-			if err != nil && ctx.Err() == nil {
-				b.log.Warn("telegram poller lease", "err", err)
-			}
-			holding = false
-			backoff = 2 * time.Second
-			continue
-		}
-		if !holding {
-			holding = true
-			max, err := b.o.Inbox.MaxUpdateID(ctx)
-			if err != nil {
-				backoff = time.Second
-				continue
-			}
-			if max > 0 {
-				offset = max + 1
-			}
-			b.log.Info("telegram polling started", "offset", offset)
-		}
-		raws, err := b.getUpdates(ctx, offset)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			b.log.Warn("telegram getUpdates failed", "err", err)
-			backoff = min(max(2*backoff, 500*time.Millisecond), 30*time.Second)
-			continue
-		}
-		backoff = 0
-		if len(raws) == 0 {
-			continue
-		}
-		if err := b.Accept(ctx, raws); err != nil {
-			b.log.Error("telegram store updates", "err", err)
-			backoff = time.Second
-			continue
-		}
-		var last struct {
-			UpdateID int64 `json:"update_id"`
-		}
-		_ = json.Unmarshal(raws[len(raws)-1], &last)
-		offset = last.UpdateID + 1
-	}
-	return nil
-}
-
-// getUpdates is called directly rather than through the library's poller,
-// which advances the offset as soon as an update is read, before it is stored.
-func (b *Bot) getUpdates(ctx context.Context, offset int64) ([]json.RawMessage, error) {
+// GetUpdates long-polls for updates from offset on. It is called directly
+// rather than through the library's poller, which advances the offset as soon
+// as an update is read, before the caller could store it.
+func (b *Client) GetUpdates(ctx context.Context, offset int64) ([]json.RawMessage, error) {
 	body, _ := json.Marshal(map[string]any{"offset": offset, "timeout": int(b.o.PollTimeout.Seconds()), "allowed_updates": AllowedUpdates})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.o.APIURL+"/bot"+b.o.Token+"/getUpdates", strings.NewReader(string(body)))
 	if err != nil {
@@ -267,69 +151,4 @@ func (b *Bot) getUpdates(ctx context.Context, offset int64) ([]json.RawMessage, 
 		return nil, fmt.Errorf("getUpdates: %d %s", out.ErrorCode, out.Description)
 	}
 	return out.Result, nil
-}
-
-// Process works stored updates until ctx ends: woken at once by Accept, and
-// every interval to pick up updates stored by other processes or left by a
-// crash. Several workers claim small batches, so a burst of button presses is
-// answered in parallel; each update is claimed by exactly one of them.
-func (b *Bot) Process(ctx context.Context, interval time.Duration, workers int) {
-	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for {
-				for b.processBatch(ctx) {
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-b.wake:
-				case <-t.C:
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// processBatch handles one batch; it reports whether there may be more, and
-// wakes another worker to share them.
-func (b *Bot) processBatch(ctx context.Context) bool {
-	const batch = 8
-	ups, err := b.o.Inbox.ClaimUpdates(ctx, b.o.Owner, batch, time.Minute)
-	if err != nil {
-		if ctx.Err() == nil {
-			b.log.Error("telegram claim updates", "err", err)
-		}
-		return false
-	}
-	if len(ups) == batch {
-		b.Wake()
-	}
-	for _, u := range ups {
-		err := b.handle(ctx, u.Payload)
-		if err != nil {
-			b.log.Warn("telegram update failed", "update_id", u.ID, "attempt", u.Attempts, "err", err)
-		}
-		backoff := min(time.Duration(u.Attempts*u.Attempts)*time.Second, 10*time.Minute)
-		if ferr := b.o.Inbox.FinishUpdate(context.WithoutCancel(ctx), u.ID, b.o.Owner, err, backoff); ferr != nil {
-			b.log.Error("telegram finish update", "update_id", u.ID, "err", ferr)
-		}
-	}
-	return len(ups) == batch
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -1,23 +1,22 @@
-package telegram
+package tgbot
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
-	tgbot "github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/flow"
 	"github.com/amodispatch/amodispatch/backend/internal/i18n"
 )
 
 // handle processes one stored update. A returned error means "retry later";
 // updates that can never succeed are logged and return nil.
-func (b *Bot) handle(ctx context.Context, payload []byte) error {
+func (b *Handler) handle(ctx context.Context, payload []byte) error {
 	var u models.Update
 	if err := json.Unmarshal(payload, &u); err != nil {
 		b.log.Warn("telegram update not understood, skipped", "err", err)
@@ -38,7 +37,7 @@ func isGroup(t models.ChatType) bool {
 	return t == models.ChatTypeGroup || t == models.ChatTypeSupergroup
 }
 
-func (b *Bot) onMembership(ctx context.Context, m *models.ChatMemberUpdated) error {
+func (b *Handler) onMembership(ctx context.Context, m *models.ChatMemberUpdated) error {
 	if !isGroup(m.Chat.Type) {
 		return nil
 	}
@@ -49,7 +48,7 @@ func (b *Bot) onMembership(ctx context.Context, m *models.ChatMemberUpdated) err
 	return nil
 }
 
-func (b *Bot) onMessage(ctx context.Context, m *models.Message) error {
+func (b *Handler) onMessage(ctx context.Context, m *models.Message) error {
 	if m.MigrateToChatID != 0 {
 		return b.o.Chats.ChatMigrated(ctx, m.Chat.ID, m.MigrateToChatID)
 	}
@@ -84,14 +83,14 @@ func (b *Bot) onMessage(ctx context.Context, m *models.Message) error {
 
 // command parses "/cmd", "/cmd arg" and "/cmd@ThisBot arg". A command
 // addressed to another bot is not ours.
-func (b *Bot) command(ctx context.Context, text string) (cmd, arg string, ok bool, err error) {
+func (b *Handler) command(ctx context.Context, text string) (cmd, arg string, ok bool, err error) {
 	if !strings.HasPrefix(text, "/") {
 		return "", "", false, nil
 	}
 	head, rest, _ := strings.Cut(text[1:], " ")
 	name, target, addressed := strings.Cut(head, "@")
 	if addressed {
-		me, err := b.Username(ctx)
+		me, err := b.o.Client.Username(ctx)
 		if err != nil {
 			return "", "", false, err
 		}
@@ -102,12 +101,12 @@ func (b *Bot) command(ctx context.Context, text string) (cmd, arg string, ok boo
 	return strings.ToLower(name), strings.TrimSpace(rest), true, nil
 }
 
-func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message, payload string) error {
+func (b *Handler) onPrivateStart(ctx context.Context, m *models.Message, payload string) error {
 	e := executorOf(*m.From)
 	if err := b.o.Chats.RegisterExecutor(ctx, e); err != nil {
 		return err
 	}
-	if strings.HasPrefix(payload, StartContactPrefix) && b.o.Orders != nil {
+	if strings.HasPrefix(payload, flow.StartContactPrefix) {
 		// The user came from a "Get client phone" answer: the contact is
 		// the reply, so no greeting.
 		err := b.o.Orders.StartToken(ctx, e, payload)
@@ -123,11 +122,11 @@ func (b *Bot) onPrivateStart(ctx context.Context, m *models.Message, payload str
 	return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "start.private", m.From.FirstName))
 }
 
-func (b *Bot) onLink(ctx context.Context, m *models.Message, code string) error {
+func (b *Handler) onLink(ctx context.Context, m *models.Message, code string) error {
 	if code == "" {
 		// A bare /start in a group: tell an already linked chat where it
 		// belongs, otherwise how to link it.
-		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.Active {
+		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.ActiveFor(a.ID) {
 			return b.reply(ctx, m.Chat.ID, i18n.T(a.Language, "link.already", a.Name))
 		}
 		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.usage"))
@@ -151,25 +150,7 @@ func (b *Bot) onLink(ctx context.Context, m *models.Message, code string) error 
 // lease. The update is then retried later, when the pace allows.
 const replyPaceWait = 20 * time.Second
 
-// reply sends a plain-text message within the same pace as every other send:
-// a burst of commands in a group must not cross its 20 messages a minute. A
-// chat that no longer accepts messages is not worth retrying.
-func (b *Bot) reply(ctx context.Context, chatID int64, text string) error {
-	waitCtx, cancel := context.WithTimeout(ctx, replyPaceWait)
-	err := b.pace.wait(waitCtx, chatID)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("telegram reply to %d waits for the chat's pace: %w", chatID, err)
-	}
-	callCtx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
-	defer cancel()
-	_, err = b.api.SendMessage(callCtx, &tgbot.SendMessageParams{ChatID: chatID, Text: text})
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, tgbot.ErrorForbidden) || errors.Is(err, tgbot.ErrorBadRequest) {
-		b.log.Warn("telegram reply not delivered", "chat_id", chatID, "err", err)
-		return nil
-	}
-	return fmt.Errorf("telegram sendMessage to %d: %w", chatID, err)
+// reply answers in a chat, keeping the chat's pace.
+func (b *Handler) reply(ctx context.Context, chatID int64, text string) error {
+	return b.o.Client.Reply(ctx, chatID, text, replyPaceWait)
 }

@@ -1,0 +1,220 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/orderview"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+)
+
+// workEvent turns one webhook delivery into dispatch_lead jobs for the deals
+// it may concern. Webhooks are only hints: dispatch_lead re-reads the deal.
+func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
+	payload, err := amocrm.ParseWebhook([]byte(args.Body))
+	if err != nil {
+		f.log.Warn("amoCRM webhook not understood, skipped", "account_id", args.AccountID, "err", err)
+		return nil
+	}
+	settings, err := f.db.Settings(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	var leads []DispatchLeadArgs
+	seen := map[int64]bool{}
+	for _, ev := range payload.Leads {
+		if seen[ev.LeadID] {
+			continue
+		}
+		relevant := settings.IsTriggerStage(ev.StatusID) || settings.IsTriggerStage(ev.OldStatusID)
+		if !relevant {
+			// Leaving the search, deletion, or an update of a deal with a
+			// current order: the order may need closing.
+			if _, err := f.db.ActiveOrder(ctx, args.AccountID, ev.LeadID); err == nil {
+				relevant = true
+			} else if !errors.Is(err, dispatch.ErrNotFound) {
+				return err
+			}
+		}
+		if relevant {
+			seen[ev.LeadID] = true
+			leads = append(leads, DispatchLeadArgs{AccountID: args.AccountID, LeadID: ev.LeadID, Reason: "webhook", HintStageID: ev.StatusID})
+		}
+	}
+	// Deals are dispatched right here, not through further jobs, to keep
+	// "webhook → post" short; a failure retries the whole event, which is
+	// harmless because dispatching is idempotent.
+	for _, l := range leads {
+		if err := f.dispatchLead(ctx, l); err != nil {
+			return outcome(err)
+		}
+	}
+	return nil
+}
+
+// dispatchLead makes the deal's orders match the deal as amoCRM has it now:
+// in a trigger stage without a current order → a new order is posted; out of
+// the trigger stages (or deleted) with a current order → that order closes.
+// Duplicated, late or lost webhooks therefore cannot post twice or miss a
+// deal, and the backend's own stage move only closes the round.
+func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
+	// amoCRM sends several hooks for one change (status_lead, update_lead);
+	// dispatching a deal one at a time lets the later ones see the order the
+	// first created instead of spending amoCRM requests on the same answer.
+	defer f.lockLead(args.LeadID)()
+	if args.HintStageID != 0 {
+		settings, err := f.db.Settings(ctx, args.AccountID)
+		if err != nil {
+			return err
+		}
+		if settings.IsTriggerStage(args.HintStageID) {
+			if _, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
+				return nil // still searching, already posted
+			}
+		}
+	}
+	api, err := f.o.CRM.API(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	lead, err := api.GetLead(ctx, args.LeadID, false)
+	gone := errors.Is(err, amocrm.ErrNotFound)
+	if err != nil && !gone {
+		return err
+	}
+	if gone || lead.IsDeleted {
+		f.log.Info("deal no longer in amoCRM, skipped", "account_id", args.AccountID, "lead_id", args.LeadID)
+		return f.closeRound(ctx, args.AccountID, args.LeadID)
+	}
+	settings, err := f.db.Settings(ctx, args.AccountID)
+	if err != nil {
+		return err
+	}
+	if !settings.IsTrigger(lead.PipelineID, lead.StatusID) {
+		return f.closeRound(ctx, args.AccountID, args.LeadID)
+	}
+	if _, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
+		return nil // already searching
+	} else if !errors.Is(err, dispatch.ErrNotFound) {
+		return err
+	}
+	err = f.openOrder(ctx, api, settings, lead, args.Reason)
+	if errors.Is(err, errNoChat) {
+		f.log.Warn("deal in a search stage but no chat to post to", "account_id", args.AccountID, "lead_id", args.LeadID, "err", err)
+		return nil
+	}
+	if errors.Is(err, dispatch.ErrConflict) {
+		return nil // a concurrent dispatch created it
+	}
+	return err
+}
+
+var errNoChat = errors.New("no chat to post to")
+
+// lockLead serialises this process's dispatching of one deal; it returns
+// the unlock.
+func (f *Flow) lockLead(leadID int64) func() {
+	mu := &f.leadLocks[uint64(leadID)%uint64(len(f.leadLocks))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// openOrder creates the deal's order and enqueues its post. The post is
+// rendered now, from the deal just read, so posting needs no further amoCRM
+// request. ErrConflict means the deal already has a current order.
+func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch.Settings, lead amocrm.Lead, reason string) error {
+	chatID, err := f.targetChat(ctx, settings, settings.AccountID, lead)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoChat, err)
+	}
+	a, err := f.db.Account(ctx, settings.AccountID)
+	if err != nil {
+		return err
+	}
+	view, err := f.viewOptions(ctx, api, a, settings)
+	if err != nil {
+		return err
+	}
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		o, err := tx.CreateOrder(dispatch.Order{AccountID: a.ID, LeadID: lead.ID, PipelineID: lead.PipelineID,
+			StageID: lead.StatusID, ChatID: chatID, Status: dispatch.OrderPosting, GroupText: orderview.Group(lead, view)})
+		if err != nil {
+			return err
+		}
+		f.log.Info("order created", "account_id", a.ID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", reason)
+		return f.enqueue(ctx, tx, PostOrderArgs{OrderID: o.ID})
+	})
+}
+
+// PostNow posts a deal on the manager's request from the deal card,
+// whatever its stage.
+func (f *Flow) PostNow(ctx context.Context, accountID, leadID int64) error {
+	defer f.lockLead(leadID)()
+	api, err := f.o.CRM.API(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	lead, err := api.GetLead(ctx, leadID, false)
+	if errors.Is(err, amocrm.ErrNotFound) {
+		return fmt.Errorf("deal %d: %w", leadID, dispatch.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	settings, err := f.db.Settings(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	err = f.openOrder(ctx, api, settings, lead, "manager")
+	switch {
+	case errors.Is(err, errNoChat):
+		return dispatch.Invalid("choose a chat for this deal or a default chat for its pipeline")
+	case errors.Is(err, dispatch.ErrConflict):
+		return fmt.Errorf("deal %d already has an order: withdraw it first: %w", leadID, dispatch.ErrConflict)
+	}
+	return err
+}
+
+// Withdraw ends the deal's current order on the manager's request.
+func (f *Flow) Withdraw(ctx context.Context, accountID, leadID int64) error {
+	return f.closeRound(ctx, accountID, leadID)
+}
+
+// targetChat is the deal's own chat if the manager chose one, else the
+// pipeline's default; it must be an active chat of this account.
+func (f *Flow) targetChat(ctx context.Context, s dispatch.Settings, accountID int64, lead amocrm.Lead) (int64, error) {
+	chatID, err := f.db.DealTarget(ctx, accountID, lead.ID)
+	if err != nil {
+		return 0, err
+	}
+	if chatID == 0 {
+		r, _ := s.Rule(lead.PipelineID)
+		chatID = r.DefaultChatID
+	}
+	if chatID == 0 {
+		return 0, errors.New("no target chat chosen and no default chat for the pipeline")
+	}
+	c, err := f.db.Chat(ctx, chatID)
+	if err != nil || !c.ActiveFor(accountID) {
+		return 0, fmt.Errorf("chat %d is not an active chat of the account", chatID)
+	}
+	return chatID, nil
+}
+
+// closeRound ends the deal's current order and tidies its group post.
+func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		was, closed, err := tx.CloseOrder(accountID, leadID)
+		if err != nil || !closed {
+			return err
+		}
+		f.log.Info("order closed: deal left the search", "account_id", accountID, "lead_id", leadID, "order_id", was.ID, "status", was.Status)
+		if was.CanWithdraw() {
+			return f.enqueue(ctx, tx, WithdrawPostArgs{OrderID: was.ID})
+		}
+		return nil
+	})
+}

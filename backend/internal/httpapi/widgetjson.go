@@ -1,0 +1,191 @@
+package httpapi
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/service"
+)
+
+// JSON shapes of the widget API. Lists are never null: the widget iterates
+// them without checks.
+type (
+	// WidgetState is the settings page's data for an admin. A manager gets
+	// only what the deal card needs (the account and its chats).
+	WidgetState struct {
+		Account   AccountView    `json:"account"`
+		IsAdmin   bool           `json:"is_admin"`
+		Bot       *BotView       `json:"bot"`
+		Chats     []ChatView     `json:"chats"`
+		Pipelines []PipelineView `json:"pipelines"`
+		Fields    []FieldView    `json:"fields"`
+		Users     []UserView     `json:"users"`
+		Executors []ExecutorView `json:"executors"`
+		Settings  *SettingsView  `json:"settings,omitempty"`
+	}
+	// LinkView is the answer to a link code rotation.
+	LinkView struct {
+		Bot *BotView `json:"bot"`
+	}
+	AccountView struct {
+		ID        int64  `json:"id"`
+		Name      string `json:"name"`
+		Subdomain string `json:"subdomain"`
+		Language  string `json:"language"`
+	}
+	BotView struct {
+		Username      string `json:"username"`
+		StartGroupURL string `json:"startgroup_url"`
+		LinkCommand   string `json:"link_command"`
+	}
+	ChatView struct {
+		ID     int64  `json:"id"`
+		Title  string `json:"title"`
+		Type   string `json:"type"`
+		Active bool   `json:"active"`
+	}
+	PipelineView struct {
+		ID     int64       `json:"id"`
+		Name   string      `json:"name"`
+		Stages []StageView `json:"stages"`
+	}
+	StageView struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	FieldView struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	UserView struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	ExecutorView struct {
+		TelegramID int64  `json:"telegram_id"`
+		Name       string `json:"name"`
+		Username   string `json:"username"`
+	}
+	SettingsView struct {
+		Language      string           `json:"language"`
+		OrderFieldIDs []int64          `json:"order_field_ids"`
+		ShowBudget    bool             `json:"show_budget"`
+		Rules         []RuleView       `json:"rules"`
+		ExecutorUsers map[string]int64 `json:"executor_users"`
+	}
+	RuleView struct {
+		PipelineID      int64   `json:"pipeline_id"`
+		TriggerStageIDs []int64 `json:"trigger_stage_ids"`
+		FoundStageID    int64   `json:"found_stage_id"`
+		DefaultChatID   int64   `json:"default_chat_id"`
+	}
+	DealView struct {
+		LeadID       int64      `json:"lead_id"`
+		TargetChatID int64      `json:"target_chat_id"`
+		Order        *OrderView `json:"order"`
+	}
+	OrderView struct {
+		ID         string        `json:"id"`
+		Status     string        `json:"status"`
+		Chat       ChatRef       `json:"chat"`
+		MessageID  int           `json:"message_id"`
+		CreatedAt  time.Time     `json:"created_at"`
+		Executor   *ExecutorView `json:"executor"`
+		TakenAt    *time.Time    `json:"taken_at"`
+		FailReason string        `json:"fail_reason"`
+	}
+	ChatRef struct {
+		ID    int64  `json:"id"`
+		Title string `json:"title"`
+	}
+)
+
+func stateView(st service.State) WidgetState {
+	a := st.Account
+	v := WidgetState{Account: AccountView{ID: a.ID, Name: a.Name, Subdomain: a.Subdomain, Language: a.Language},
+		IsAdmin: st.IsAdmin, Bot: botView(st.Bot), Chats: []ChatView{}, Pipelines: []PipelineView{}, Fields: []FieldView{},
+		Users: []UserView{}, Executors: []ExecutorView{}}
+	for _, c := range st.Chats {
+		v.Chats = append(v.Chats, ChatView{ID: c.ID, Title: c.Title, Type: string(c.Type), Active: c.Active})
+	}
+	for _, p := range st.Pipelines {
+		pv := PipelineView{ID: p.ID, Name: p.Name, Stages: []StageView{}}
+		for _, s := range p.Stages {
+			pv.Stages = append(pv.Stages, StageView{ID: s.ID, Name: s.Name})
+		}
+		v.Pipelines = append(v.Pipelines, pv)
+	}
+	for _, f := range st.Fields {
+		v.Fields = append(v.Fields, FieldView{ID: f.ID, Name: f.Name, Type: f.Type})
+	}
+	for _, u := range st.Users {
+		v.Users = append(v.Users, UserView{ID: u.ID, Name: u.Name})
+	}
+	for _, e := range st.Executors {
+		v.Executors = append(v.Executors, ExecutorView{TelegramID: e.TelegramID, Name: e.FullName(), Username: e.Username})
+	}
+	if st.Settings != nil {
+		sv := settingsView(*st.Settings)
+		v.Settings = &sv
+	}
+	return v
+}
+
+func botView(b *service.BotLink) *BotView {
+	if b == nil {
+		return nil
+	}
+	return &BotView{Username: b.Username, StartGroupURL: b.StartGroupURL, LinkCommand: b.LinkCommand}
+}
+
+func settingsView(s dispatch.Settings) SettingsView {
+	v := SettingsView{Language: s.Language, OrderFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget,
+		Rules: []RuleView{}, ExecutorUsers: map[string]int64{}}
+	for _, r := range s.Rules {
+		v.Rules = append(v.Rules, RuleView{PipelineID: r.PipelineID, TriggerStageIDs: nonNil(r.TriggerStageIDs),
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+	}
+	for tg, amo := range s.ExecutorUsers {
+		v.ExecutorUsers[strconv.FormatInt(tg, 10)] = amo
+	}
+	return v
+}
+
+// settingsFrom reads the settings page's body; JSON object keys are strings,
+// so the executor map's Telegram ids are parsed here.
+func settingsFrom(v SettingsView) (dispatch.Settings, error) {
+	s := dispatch.Settings{Language: v.Language, OrderFieldIDs: v.OrderFieldIDs, ShowBudget: v.ShowBudget, ExecutorUsers: map[int64]int64{}}
+	for _, r := range v.Rules {
+		s.Rules = append(s.Rules, dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: r.TriggerStageIDs,
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+	}
+	for tgStr, amoUser := range v.ExecutorUsers {
+		tg, err := strconv.ParseInt(tgStr, 10, 64)
+		if err != nil {
+			return dispatch.Settings{}, dispatch.Invalid("%q is not a Telegram user id", tgStr)
+		}
+		s.ExecutorUsers[tg] = amoUser
+	}
+	return s, nil
+}
+
+func nonNil(ids []int64) []int64 {
+	if ids == nil {
+		return []int64{}
+	}
+	return ids
+}
+
+func dealView(d service.Deal) DealView {
+	v := DealView{LeadID: d.LeadID, TargetChatID: d.TargetChatID}
+	if o := d.Order; o != nil {
+		v.Order = &OrderView{ID: o.ID, Status: string(o.Status), Chat: ChatRef{ID: o.ChatID, Title: d.ChatTitle}, MessageID: o.MessageID,
+			CreatedAt: o.CreatedAt, TakenAt: o.TakenAt, FailReason: o.FailReason}
+		if o.Status == dispatch.OrderTaken {
+			v.Order.Executor = &ExecutorView{TelegramID: o.ExecutorID, Name: o.ExecutorName, Username: o.ExecutorUsername}
+		}
+	}
+	return v
+}

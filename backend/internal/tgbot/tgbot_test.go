@@ -1,0 +1,266 @@
+package tgbot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-telegram/bot/models"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/flow"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
+)
+
+// fakeClient records what the handler sends; Username and StartLink answer
+// as a bot called "testbot".
+type fakeClient struct {
+	answers []answer
+	replies []reply
+}
+
+type answer struct{ text, url string }
+type reply struct {
+	chatID int64
+	text   string
+}
+
+func (c *fakeClient) Username(context.Context) (string, error) { return "testbot", nil }
+func (c *fakeClient) StartLink(_ context.Context, p string) (string, error) {
+	return "https://t.me/testbot?start=" + p, nil
+}
+func (c *fakeClient) Reply(_ context.Context, chatID int64, text string, _ time.Duration) error {
+	c.replies = append(c.replies, reply{chatID, text})
+	return nil
+}
+func (c *fakeClient) AnswerCallback(_ context.Context, _, text, url string, _ bool) error {
+	c.answers = append(c.answers, answer{text, url})
+	return nil
+}
+func (c *fakeClient) GetUpdates(context.Context, int64) ([]json.RawMessage, error) { return nil, nil }
+func (c *fakeClient) DeleteWebhook(context.Context) error                          { return nil }
+func (c *fakeClient) PollTimeout() time.Duration                                   { return time.Second }
+
+// fakeOrders is the flow as func fields; a nil field fails the test if called.
+type fakeOrders struct {
+	t             *testing.T
+	take, contact func(orderID string) (flow.PressResult, error)
+	startToken    func(token string) error
+}
+
+func (o fakeOrders) Take(_ context.Context, _ int64, _ int, id string, _ dispatch.Executor) (flow.PressResult, error) {
+	if o.take == nil {
+		o.t.Fatal("Take called")
+	}
+	return o.take(id)
+}
+func (o fakeOrders) RequestContact(_ context.Context, _ int64, _ int, id string, _ dispatch.Executor) (flow.PressResult, error) {
+	if o.contact == nil {
+		o.t.Fatal("RequestContact called")
+	}
+	return o.contact(id)
+}
+func (o fakeOrders) StartToken(_ context.Context, _ dispatch.Executor, token string) error {
+	if o.startToken == nil {
+		o.t.Fatal("StartToken called")
+	}
+	return o.startToken(token)
+}
+
+// fakeChats is the account use cases as func fields.
+type fakeChats struct {
+	link func(code string) (dispatch.Account, dispatch.Chat, error)
+}
+
+func (c fakeChats) LinkChat(_ context.Context, code string, _ dispatch.Chat) (dispatch.Account, dispatch.Chat, error) {
+	return c.link(code)
+}
+func (fakeChats) ChatRemoved(context.Context, int64) error         { return nil }
+func (fakeChats) ChatMigrated(context.Context, int64, int64) error { return nil }
+func (fakeChats) ChatAccount(context.Context, int64) (dispatch.Account, dispatch.Chat, error) {
+	return dispatch.Account{}, dispatch.Chat{}, dispatch.ErrNotFound
+}
+func (fakeChats) RegisterExecutor(context.Context, dispatch.Executor) error { return nil }
+
+func press(data string, buttons ...string) []byte {
+	var row []models.InlineKeyboardButton
+	for _, b := range buttons {
+		row = append(row, models.InlineKeyboardButton{Text: b, CallbackData: b})
+	}
+	u := models.Update{ID: 1, CallbackQuery: &models.CallbackQuery{ID: "q1", Data: data,
+		From: models.User{ID: 42, FirstName: "Ivan", LanguageCode: "en"},
+		Message: models.MaybeInaccessibleMessage{Type: models.MaybeInaccessibleMessageTypeMessage, Message: &models.Message{
+			ID: 10, Date: 1700000000, Chat: models.Chat{ID: -100, Type: models.ChatTypeSupergroup},
+			ReplyMarkup: &models.InlineKeyboardMarkup{InlineKeyboard: [][]models.InlineKeyboardButton{row}}}}}}
+	raw, _ := json.Marshal(u)
+	return raw
+}
+
+// The answer a presser reads, one row per outcome of the use case.
+func TestPressAnswers(t *testing.T) {
+	const link = "https://t.me/testbot?start=ctok"
+	tests := []struct {
+		data    string
+		res     flow.PressResult
+		err     error
+		key     string
+		url     string
+		wantErr bool
+	}{
+		{data: "t:o1", res: flow.PressResult{Outcome: flow.Won}, key: "cb.yours"},
+		{data: "t:o1", res: flow.PressResult{Outcome: flow.WonOpenBot, StartToken: "ctok"}, key: "cb.yours_start", url: link},
+		{data: "t:o1", res: flow.PressResult{Outcome: flow.AlreadyYours}, key: "cb.already_yours"},
+		{data: "t:o1", res: flow.PressResult{Outcome: flow.AlreadyTaken}, key: "cb.taken"},
+		{data: "t:o1", res: flow.PressResult{Outcome: flow.Closed}, key: "cb.closed"},
+		{data: "t:o1", err: errors.New("database down"), key: "cb.error", wantErr: true},
+		{data: "p:o1", res: flow.PressResult{Outcome: flow.ContactSent}, key: "cb.contact_sent"},
+		{data: "p:o1", res: flow.PressResult{Outcome: flow.ContactOpenBot, StartToken: "ctok"}, key: "cb.open_bot", url: link},
+		{data: "p:o1", res: flow.PressResult{Outcome: flow.AlreadyTaken}, key: "cb.taken"},
+		{data: "p:o1", res: flow.PressResult{Outcome: flow.Closed}, key: "cb.closed"},
+		{data: "x:o1", key: "cb.closed"}, // a button of an older version
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s %v %v", tc.data, tc.res.Outcome, tc.err), func(t *testing.T) {
+			c := &fakeClient{}
+			decide := func(id string) (flow.PressResult, error) {
+				if id != "o1" {
+					t.Errorf("order id %q, want o1", id)
+				}
+				return tc.res, tc.err
+			}
+			h := New(Options{Client: c, Orders: fakeOrders{t: t, take: decide, contact: decide}})
+			err := h.handle(context.Background(), press(tc.data, tc.data))
+			if (err != nil) != tc.wantErr {
+				t.Errorf("handle: %v, want error %v", err, tc.wantErr)
+			}
+			want := answer{i18n.T("en", tc.key), tc.url}
+			if len(c.answers) != 1 || c.answers[0] != want {
+				t.Errorf("answers %q, want %q", c.answers, want)
+			}
+		})
+	}
+}
+
+// Telegram does not check that the pressed message carries the data: a
+// press with another button's data is answered and goes no further.
+func TestForgedPressReachesNoUseCase(t *testing.T) {
+	c := &fakeClient{}
+	h := New(Options{Client: c, Orders: fakeOrders{t: t}})
+	if err := h.handle(context.Background(), press("t:other-order", "t:o1", "p:o1")); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.answers) != 1 || c.answers[0].text != i18n.T("en", "cb.stale") {
+		t.Errorf("answers %q, want the stale-button answer", c.answers)
+	}
+}
+
+func message(chatID int64, chatType models.ChatType, text string) []byte {
+	u := models.Update{ID: 2, Message: &models.Message{ID: 5, Text: text, Chat: models.Chat{ID: chatID, Type: chatType, Title: "Group"},
+		From: &models.User{ID: 42, FirstName: "Ivan", LanguageCode: "en"}}}
+	raw, _ := json.Marshal(u)
+	return raw
+}
+
+// What a private /start with a contact token answers, one row per outcome.
+func TestStartTokenReplies(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string // "" : no reply, the contact is the answer
+	}{
+		{nil, ""},
+		{dispatch.ErrLinkExpired, i18n.T("en", "start.expired")},
+		{dispatch.ErrOrderClosed, i18n.T("en", "start.closed")},
+		{dispatch.ErrNotFound, i18n.T("en", "start.private", "Ivan")},
+	}
+	for _, tc := range tests {
+		c := &fakeClient{}
+		h := New(Options{Client: c, Chats: fakeChats{}, Orders: fakeOrders{t: t, startToken: func(string) error { return tc.err }}})
+		if err := h.handle(context.Background(), message(42, models.ChatTypePrivate, "/start c123")); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if len(c.replies) > 0 {
+			got = c.replies[0].text
+		}
+		if got != tc.want || len(c.replies) > 1 {
+			t.Errorf("StartToken %v: replies %+v, want %q", tc.err, c.replies, tc.want)
+		}
+	}
+}
+
+// What /link answers in a group, one row per outcome of linking.
+func TestLinkReplies(t *testing.T) {
+	acc := dispatch.Account{Name: "Acme", Language: "en"}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, i18n.T("en", "link.ok", "Group", "Acme")},
+		{dispatch.ErrNotFound, i18n.T("en", "link.bad_code")},
+		{dispatch.ErrChatTaken, i18n.T("en", "link.taken")},
+	}
+	for _, tc := range tests {
+		c := &fakeClient{}
+		h := New(Options{Client: c, Orders: fakeOrders{t: t}, Chats: fakeChats{link: func(code string) (dispatch.Account, dispatch.Chat, error) {
+			if code != "CODE" {
+				t.Errorf("code %q", code)
+			}
+			return acc, dispatch.Chat{ID: -100, Title: "Group"}, tc.err
+		}}})
+		if err := h.handle(context.Background(), message(-100, models.ChatTypeSupergroup, "/link@testbot CODE")); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.replies) != 1 || c.replies[0] != (reply{-100, tc.want}) {
+			t.Errorf("link %v: replies %+v, want %q", tc.err, c.replies, tc.want)
+		}
+	}
+}
+
+// A command addressed to another bot in the group is not ours.
+func TestCommandForAnotherBot(t *testing.T) {
+	c := &fakeClient{}
+	h := New(Options{Client: c, Orders: fakeOrders{t: t}, Chats: fakeChats{link: func(string) (dispatch.Account, dispatch.Chat, error) {
+		t.Error("linked on another bot's command")
+		return dispatch.Account{}, dispatch.Chat{}, nil
+	}}})
+	if err := h.handle(context.Background(), message(-100, models.ChatTypeSupergroup, "/link@otherbot CODE")); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.replies) != 0 {
+		t.Errorf("replied %+v to another bot's command", c.replies)
+	}
+}
+
+// A press from a message the bot cannot read acts on the order in its own
+// chat with no message: its keyboard cannot be checked, so it is neither
+// recorded as the post nor edited.
+func TestPressFromInaccessibleMessage(t *testing.T) {
+	c := &fakeClient{}
+	var gotChat int64
+	gotMessage := -1
+	orders := takeRecorder{take: func(chatID int64, messageID int) { gotChat, gotMessage = chatID, messageID }}
+	h := New(Options{Client: c, Orders: orders})
+	u := models.Update{ID: 3, CallbackQuery: &models.CallbackQuery{ID: "q", Data: "t:o1", From: models.User{ID: 42},
+		Message: models.MaybeInaccessibleMessage{Type: models.MaybeInaccessibleMessageTypeInaccessibleMessage,
+			InaccessibleMessage: &models.InaccessibleMessage{Chat: models.Chat{ID: -100}, MessageID: 10}}}}
+	raw, _ := json.Marshal(u)
+	if err := h.handle(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	if gotChat != -100 || gotMessage != 0 {
+		t.Errorf("Take in chat %d with message %d, want chat -100 and message 0", gotChat, gotMessage)
+	}
+}
+
+type takeRecorder struct {
+	fakeOrders
+	take func(chatID int64, messageID int)
+}
+
+func (r takeRecorder) Take(_ context.Context, chatID int64, messageID int, _ string, _ dispatch.Executor) (flow.PressResult, error) {
+	r.take(chatID, messageID)
+	return flow.PressResult{Outcome: flow.Won}, nil
+}
