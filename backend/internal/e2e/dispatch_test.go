@@ -53,6 +53,10 @@ func newTenant(t testing.TB, e *env, b *backend, id int64, sub, lang string, sta
 	group := e.tg.NewGroup("Executors of " + sub)
 	e.tg.AddBotToGroup(group.ID, boss.ID, code)
 	eventually(t, "group linked", func() bool { c, err := b.Store().Chat(ctx, group.ID); return err == nil && c.AccountID == acc.ID })
+	// The bot's confirmation is paced like every send and may leave after the
+	// link is stored; a test that stages Telegram faults next must not have
+	// the confirmation consume them.
+	eventually(t, "link confirmed in the group", func() bool { return len(botTexts(e, group.ID)) > 0 })
 	contact, err := e.amo.AddContact(acc.ID, fakeamocrm.Contact{Name: "Клиент " + sub,
 		Phones: []fakeamocrm.FieldValue{{Value: "+7 (916) 555-12-34"}}, Emails: []fakeamocrm.FieldValue{{Value: "client@" + sub + ".test"}}})
 	if err != nil {
