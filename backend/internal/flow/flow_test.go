@@ -40,6 +40,7 @@ type env struct {
 	pipelineID, trigger int64
 	found, leadID       int64
 	amoUser             int64
+	stages, users       []int64 // the main pipeline's stages, the account's users
 }
 
 const execMapped = 5001 // a Telegram user mapped to the account's amoCRM user
@@ -56,6 +57,12 @@ func newEnv(t *testing.T, kind dbtest.Kind) *env {
 	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest"})
 	e.accountID, e.amoUser = acc.ID, acc.Users()[0].ID
 	p := acc.MainPipeline()
+	for _, st := range p.Statuses {
+		e.stages = append(e.stages, st.ID)
+	}
+	for _, u := range acc.Users() {
+		e.users = append(e.users, u.ID)
+	}
 	e.pipelineID, e.trigger, e.found = p.ID, p.Statuses[1].ID, p.Statuses[2].ID
 	lead, err := e.amo.AddLead(acc.ID, fakeamocrm.Lead{Name: "Deal", PipelineID: p.ID, StatusID: e.trigger})
 	if err != nil {

@@ -183,7 +183,7 @@ func dealView(d service.Deal) DealView {
 	if o := d.Order; o != nil {
 		v.Order = &OrderView{ID: o.ID, Status: string(o.Status), Chat: ChatRef{ID: o.ChatID, Title: d.ChatTitle}, MessageID: o.MessageID,
 			CreatedAt: o.CreatedAt, TakenAt: o.TakenAt, FailReason: o.FailReason}
-		if o.Status == dispatch.OrderTaken {
+		if o.Assigned() {
 			v.Order.Executor = &ExecutorView{TelegramID: o.ExecutorID, Name: o.ExecutorName, Username: o.ExecutorUsername}
 		}
 	}
