@@ -94,6 +94,10 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		if err != nil {
 			return err
 		}
+		if _, _, err := tx.AddEvent(dispatch.Event{AccountID: o.AccountID, OrderID: o.ID, Kind: dispatch.EventTaken,
+			TelegramID: user.TelegramID, Actor: orderview.ExecutorLabel(executorView(o))}); err != nil {
+			return err
+		}
 		reveal, err := tx.CreateReveal(o, user.TelegramID, store.RevealWinner)
 		if err != nil {
 			return err
