@@ -306,8 +306,9 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 			return err
 		}
 	}
-	if sent {
-		// One note per person who has the client's contact.
+	if sent && !card {
+		// One note per person who has the client's contact; the executor's
+		// is the take's own note.
 		err := f.db.InTx(ctx, func(tx *store.Tx) error {
 			ev, added, err := tx.AddEvent(dispatch.Event{AccountID: o.AccountID, OrderID: o.ID, Kind: dispatch.EventContact,
 				TelegramID: args.TelegramID, Actor: orderview.ExecutorLabel(orderview.Executor{TelegramID: recipient.TelegramID,
