@@ -54,7 +54,8 @@ func newEnv(t *testing.T, kind dbtest.Kind) *env {
 	}
 	e.amo = fakeamocrm.New(fakeamocrm.Options{DisableRateLimit: true})
 	t.Cleanup(e.amo.Close)
-	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest"})
+	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest",
+		Users: []fakeamocrm.User{{ID: 71001, Name: "Admin", IsAdmin: true}, {ID: 71002, Name: "Manager"}}})
 	e.accountID, e.amoUser = acc.ID, acc.Users()[0].ID
 	p := acc.MainPipeline()
 	for _, st := range p.Statuses {
