@@ -496,8 +496,8 @@ func (f *Flow) sendMine(ctx context.Context, telegramID int64) error {
 		return err
 	}
 	for _, o := range orders {
-		if o.CardMessageID != 0 && o.CardText == "" {
-			continue
+		if o.CardText == "" {
+			continue // the contact has not reached them yet: its message will be the card
 		}
 		_, s, err := f.accountSettings(ctx, o.AccountID)
 		if err != nil {

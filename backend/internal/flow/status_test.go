@@ -2,13 +2,17 @@ package flow
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/telegram"
 )
 
 // statusEnv is env with the pipeline's last two stages mapped to "on the
@@ -389,4 +393,155 @@ func TestContactOnlyForTheExecutor(t *testing.T) {
 			t.Errorf("%d contacts queued with the take, want 1", n)
 		}
 	})
+}
+
+// sent is one message the fake sender sent or edited.
+type sent struct {
+	chatID    int64
+	messageID int
+	text      string
+	rows      [][]telegram.Button
+}
+
+// fakeSender records sends and edits; message ids count from 500.
+type fakeSender struct {
+	mu    sync.Mutex
+	sends []sent
+	edits []sent
+}
+
+func (s *fakeSender) SendHTML(_ context.Context, chatID int64, html string, rows [][]telegram.Button) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := sent{chatID, 500 + len(s.sends), html, rows}
+	s.sends = append(s.sends, m)
+	return m.messageID, nil
+}
+func (s *fakeSender) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
+	return s.EditHTMLButtons(ctx, chatID, messageID, html, nil)
+}
+func (s *fakeSender) EditHTMLButtons(_ context.Context, chatID int64, messageID int, html string, rows [][]telegram.Button) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.edits = append(s.edits, sent{chatID, messageID, html, rows})
+	return nil
+}
+func (s *fakeSender) Reachable(context.Context, int64, time.Duration) (bool, error) { return true, nil }
+
+func (s *fakeSender) last(edits bool) sent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.sends
+	if edits {
+		list = s.edits
+	}
+	if len(list) == 0 {
+		return sent{}
+	}
+	return list[len(list)-1]
+}
+
+func data(rows [][]telegram.Button) []string {
+	var out []string
+	for _, r := range rows {
+		for _, b := range r {
+			out = append(out, b.Data)
+		}
+	}
+	return out
+}
+
+// The card's life without amoCRM timing: the winner's contact is the card
+// with the pipeline's buttons; a status edits it; a renamed deal reaches it;
+// /my sends it again with its buttons; the manager's Unassign tells the
+// executor and takes the buttons away.
+func TestExecutorCard(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e, o, _, _ := statusEnv(t, kind)
+		ctx := context.Background()
+		tg := &fakeSender{}
+		e.f.o.Sender = tg
+		s, _ := e.db.Settings(ctx, e.accountID)
+		s.Rules[0].StatusButtons = []dispatch.OrderStatus{dispatch.OrderOnWay, dispatch.OrderDone, dispatch.OrderReleased}
+		if err := e.db.SaveSettings(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		reveal := firstReveal(t, e, o.ID)
+		if err := e.f.sendContact(ctx, SendContactArgs{RevealID: reveal, TelegramID: execMapped, Winner: true}); err != nil {
+			t.Fatal(err)
+		}
+		card := tg.last(false)
+		want := []string{"s:w" + o.ID, "s:d" + o.ID, "s:r" + o.ID}
+		if !slices.Equal(data(card.rows), want) {
+			t.Fatalf("card buttons %v, want %v", data(card.rows), want)
+		}
+		if res, err := e.f.StatusPress(ctx, "w"+o.ID, user(execMapped)); err != nil || res.Outcome != StatusSaved {
+			t.Fatalf("on the way: %v %v", res.Outcome, err)
+		}
+		if err := e.f.editCard(ctx, EditCardArgs{OrderID: o.ID}); err != nil {
+			t.Fatal(err)
+		}
+		edit := tg.last(true)
+		if edit.messageID != card.messageID || !strings.Contains(edit.text, "Статус: в пути") ||
+			!slices.Equal(data(edit.rows), []string{"s:d" + o.ID, "s:r" + o.ID}) {
+			t.Errorf("card after on the way: message %d %q %v", edit.messageID, edit.text, data(edit.rows))
+		}
+		// The deal renamed in amoCRM reaches the card.
+		if _, err := e.amo.UpdateLead(e.accountID, e.leadID, func(l *fakeamocrm.Lead) { l.Name = "Renamed deal" }); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.f.refreshCard(ctx, o.ID); err != nil {
+			t.Fatal(err)
+		}
+		if edit := tg.last(true); !strings.Contains(edit.text, "Renamed deal") || !strings.Contains(edit.text, "Статус: в пути") {
+			t.Errorf("card after the rename: %q", edit.text)
+		}
+		edits := len(tg.edits)
+		if err := e.f.refreshCard(ctx, o.ID); err != nil {
+			t.Fatal(err)
+		}
+		if len(tg.edits) != edits {
+			t.Errorf("an unchanged deal edited the card again")
+		}
+		// /my: the open order again, with its buttons, now the card.
+		if err := e.f.sendMine(ctx, execMapped); err != nil {
+			t.Fatal(err)
+		}
+		mine := tg.last(false)
+		if mine.chatID != execMapped || !slices.Equal(data(mine.rows), []string{"s:d" + o.ID, "s:r" + o.ID}) {
+			t.Errorf("/my sent %v to %d", data(mine.rows), mine.chatID)
+		}
+		// Unassign from the deal card.
+		if err := e.f.Unassign(ctx, e.accountID, e.leadID); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.f.Unassign(ctx, e.accountID, e.leadID); !errors.Is(err, dispatch.ErrNotFound) {
+			t.Errorf("a second unassign: %v, want not found", err)
+		}
+		if n := e.jobs(t, "notify_executor"); n != 1 {
+			t.Errorf("%d notices, want 1", n)
+		}
+		if err := e.f.notifyExecutor(ctx, NotifyExecutorArgs{OrderID: o.ID, Key: "notice.unassigned"}); err != nil {
+			t.Fatal(err)
+		}
+		if m := tg.last(false); m.chatID != execMapped || !strings.Contains(m.text, "Менеджер снял вас с заказа") {
+			t.Errorf("notice %q to %d", m.text, m.chatID)
+		}
+		if err := e.f.editCard(ctx, EditCardArgs{OrderID: o.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if edit := tg.last(true); edit.messageID != mine.messageID || edit.rows != nil || !strings.Contains(edit.text, "Менеджер снял вас с заказа") {
+			t.Errorf("card after unassign: message %d %q %v", edit.messageID, edit.text, data(edit.rows))
+		}
+	})
+}
+
+// firstReveal is the winner's reveal of an order.
+func firstReveal(t *testing.T, e *env, orderID string) string {
+	t.Helper()
+	var id string
+	if err := e.db.SQL().QueryRow(`SELECT id FROM contact_reveals WHERE order_id = '` + orderID + `' ORDER BY requested_at LIMIT 1`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

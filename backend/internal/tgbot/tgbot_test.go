@@ -287,3 +287,22 @@ func (r takeRecorder) Take(_ context.Context, chatID int64, messageID int, _ str
 	r.take(chatID, messageID)
 	return flow.PressResult{Outcome: flow.Won}, nil
 }
+
+// /my in the private chat asks the flow for the user's open orders; in a
+// group it is not a command of this bot.
+func TestMyCommand(t *testing.T) {
+	var asked []int64
+	h := New(Options{Client: &fakeClient{}, Chats: fakeChats{}, Orders: fakeOrders{t: t, mine: func(id int64) error {
+		asked = append(asked, id)
+		return nil
+	}}})
+	if err := h.handle(context.Background(), message(42, models.ChatTypePrivate, "/my")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.handle(context.Background(), message(-100, models.ChatTypeSupergroup, "/my")); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 1 {
+		t.Errorf("/my asked the flow %d times, want once (private only)", len(asked))
+	}
+}
