@@ -545,3 +545,37 @@ func firstReveal(t *testing.T, e *env, orderID string) string {
 	}
 	return id
 }
+
+// A status write whose jobs gave up (an outage past their retries) is queued
+// again by the reconciler's pass; a finished one is not.
+func TestResumeUnfinishedStatusWrites(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e, o, _, _ := statusEnv(t, kind)
+		ctx := context.Background()
+		if res, err := e.f.StatusPress(ctx, "w"+o.ID, user(execMapped)); err != nil || res.Outcome != StatusSaved {
+			t.Fatalf("on the way: %v %v", res.Outcome, err)
+		}
+		gaveUp := func() {
+			if _, err := e.db.SQL().Exec(`DELETE FROM river_job`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gaveUp()
+		if err := e.f.resume(ctx, e.accountID); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.jobs(t, "amo_event_write"); n != 1 {
+			t.Fatalf("%d status writes queued again, want 1", n)
+		}
+		if err := e.f.writeEvent(ctx, eventID(t, e, o.ID, string(dispatch.OrderOnWay))); err != nil {
+			t.Fatal(err)
+		}
+		gaveUp()
+		if err := e.f.resume(ctx, e.accountID); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.jobs(t, "amo_event_write"); n != 0 {
+			t.Errorf("%d writes queued for a finished status, want 0", n)
+		}
+	})
+}

@@ -99,3 +99,21 @@ func (db *DB) LeadEvents(ctx context.Context, accountID, leadID int64) ([]dispat
 	}
 	return out, nil
 }
+
+// UnfinishedEvents lists an account's timeline steps since `since` whose
+// write to amoCRM (stage move, note) did not finish: a step is noted last.
+func (db *DB) UnfinishedEvents(ctx context.Context, accountID int64, since time.Time) ([]dispatch.Event, error) {
+	var rows []eventRow
+	kinds := []string{string(dispatch.OrderOnWay), string(dispatch.OrderStarted), string(dispatch.OrderDone),
+		string(dispatch.OrderReleased), dispatch.EventContact}
+	err := db.gorm.WithContext(ctx).Where("account_id = ? AND noted_at IS NULL AND kind IN ? AND at > ?", accountID, kinds, since.UTC()).
+		Order("at").Limit(500).Find(&rows).Error
+	if err != nil {
+		return nil, translate(err, "unfinished events")
+	}
+	out := make([]dispatch.Event, len(rows))
+	for i, r := range rows {
+		out[i] = r.toEvent()
+	}
+	return out, nil
+}
