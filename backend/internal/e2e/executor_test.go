@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -188,6 +189,88 @@ func TestExecutorStatusesAndRelease(t *testing.T) {
 		card, _ = e.tg.Message(ivan.ID, card.MessageID)
 		if !strings.Contains(card.Text, i18n.T("ru", "card.released")) || len(card.ReplyMarkup) != 0 {
 			t.Errorf("the card reads %q %s after the release", card.Text, card.ReplyMarkup)
+		}
+	})
+}
+
+// The deal and the policy over HTTP: with "only the executor" the post has
+// the take button alone; the deal renamed before the take edits the post; the
+// take brings the contact; the deal won by the manager afterwards tells the
+// executor once and takes the card's buttons away.
+func TestDealChangesReachTheExecutor(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind, withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+		b := e.start()
+		ctx := context.Background()
+		tn := newTenant(t, e, b, 52000000, "changes", "ru", 9200)
+		s, err := b.Store().Settings(ctx, tn.acc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ContactPolicy = dispatch.ContactExecutorOnly
+		if err := b.Store().SaveSettings(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		ivan := e.tg.AddUser("Иван", "Петров", "ivan")
+		e.tg.UserStartsBot(ivan.ID, "")
+		eventually(t, "executor greeted", func() bool { return len(botTexts(e, ivan.ID)) == 1 })
+
+		l := tn.newLead(t, e, "Доставка шкафа")
+		tn.toSearch(t, e, l.ID)
+		o := tn.postedOrder(t, b, l.ID)
+		post, _ := e.tg.Message(tn.group.ID, o.MessageID)
+		if btns := buttonsOf(t, post); len(btns) != 1 || !strings.HasPrefix(btns[0].CallbackData, "t:") {
+			t.Fatalf("post buttons %s, want only Take", post.ReplyMarkup)
+		}
+		// Renamed before the take: the post follows, keeping its button.
+		if _, err := e.amo.UpdateLead(tn.acc.ID, l.ID, func(l *fakeamocrm.Lead) { l.Name = "Доставка двух шкафов" }); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the post renamed", func() bool {
+			m, _ := e.tg.Message(tn.group.ID, o.MessageID)
+			return strings.Contains(m.Text, "Доставка двух шкафов") && len(buttonsOf(t, m)) == 1
+		})
+		waitJobsIdle(t, b)
+		if m, _ := e.tg.Message(tn.group.ID, o.MessageID); len(m.History) != 1 {
+			t.Errorf("the post was edited %d times, want 1", len(m.History))
+		}
+		// The take brings the contact.
+		q, err := e.tg.PressButton(tn.group.ID, o.MessageID, ivan.ID, buttonsOf(t, post)[0].CallbackData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answered(t, e, q)
+		card := cardOf(t, e, ivan.ID, "the card with the contact", func(m faketelegram.Message) bool {
+			return strings.Contains(m.Text, "555-12-34") && strings.Contains(string(m.ReplyMarkup), `"s:w`)
+		})
+		wroteBackOnce(t, e, b, tn.acc.ID, l.ID)
+		// Won by the manager: the executor is told once, the card's buttons go.
+		if err := e.amo.MoveLead(tn.acc.ID, l.ID, dispatch.StageWon); err != nil {
+			t.Fatal(err)
+		}
+		notice := i18n.T("ru", "notice.ended", l.ID)
+		eventually(t, "the executor told", func() bool {
+			return slices.Contains(botTexts(e, ivan.ID), notice)
+		})
+		waitJobsIdle(t, b)
+		n := 0
+		for _, text := range botTexts(e, ivan.ID) {
+			if text == notice {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the executor was told %d times, want 1", n)
+		}
+		card, _ = e.tg.Message(ivan.ID, card.MessageID)
+		if len(card.ReplyMarkup) != 0 || !strings.Contains(card.Text, i18n.T("ru", "card.ended")) {
+			t.Errorf("the card after the deal was won: %q %s", card.Text, card.ReplyMarkup)
+		}
+		if o, _ := b.Store().OrderByID(ctx, o.ID); o.Status != dispatch.OrderEnded {
+			t.Errorf("order %s, want ended", o.Status)
+		}
+		if n := len(orderPosts(e, tn.group.ID)); n != 1 {
+			t.Errorf("%d posts, want 1", n)
 		}
 	})
 }
