@@ -247,12 +247,8 @@ func (f *Flow) cardView(ctx context.Context, o dispatch.Order, lang string, rule
 	switch o.Status {
 	case dispatch.OrderReleased:
 		key := "card.released"
-		if evs, err := f.db.LeadEvents(ctx, o.AccountID, o.LeadID); err == nil {
-			for _, e := range evs {
-				if e.OrderID == o.ID && e.Kind == string(dispatch.OrderReleased) && e.TelegramID == 0 {
-					key = "card.unassigned"
-				}
-			}
+		if f.unassigned(ctx, o) {
+			key = "card.unassigned"
 		}
 		return withLine(text, i18n.T(lang, key)), nil
 	case dispatch.OrderEnded:
@@ -271,6 +267,21 @@ func (f *Flow) cardView(ctx context.Context, o dispatch.Order, lang string, rule
 		when = at.In(f.o.Location).Format("15:04")
 	}
 	return withLine(text, i18n.T(lang, "card.status", i18n.T(lang, "status."+string(o.Status)), when)), statusButtons(lang, o, rule)
+}
+
+// unassigned reports whether a released order was released by the manager
+// (its release step names no presser).
+func (f *Flow) unassigned(ctx context.Context, o dispatch.Order) bool {
+	evs, err := f.db.LeadEvents(ctx, o.AccountID, o.LeadID)
+	if err != nil {
+		return false
+	}
+	for _, e := range evs {
+		if e.OrderID == o.ID && e.Kind == string(dispatch.OrderReleased) && e.TelegramID == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // notifyExecutor tells the executor privately what happened to their order.
@@ -305,7 +316,11 @@ func (f *Flow) editReleased(ctx context.Context, orderID string) error {
 	if err != nil {
 		return err
 	}
-	return f.editPost(ctx, o, withLine(o.GroupText, i18n.T(s.Lang(a), "order.released")))
+	key := "order.released"
+	if f.unassigned(ctx, o) {
+		key = "order.unassigned"
+	}
+	return f.editPost(ctx, o, withLine(o.GroupText, i18n.T(s.Lang(a), key)))
 }
 
 // takeWriteWait is how long a status write waits for the take's own

@@ -255,6 +255,23 @@ func TestSandboxBrowser(t *testing.T) {
 	br.waitText(t, ".amodispatch-order", "Иван Петров @ivan_courier started the work", true)
 	br.noExceptions(t)
 
+	// The manager unassigns Ivan in the deal card: the deal goes back to the
+	// search with its note, Ivan is told, and the group gets a new post.
+	if !eval[bool](t, br, `(function(){
+		var b = document.getElementById('card-frame').contentDocument.querySelector('.amodispatch-action[data-action="unassign"]');
+		if (b) { b.click(); } return !!b; })()`) {
+		t.Fatal("no Unassign button in the widget panel")
+	}
+	br.waitText(t, fmt.Sprintf(`.column[data-stage="%d"] %s`, st.Stages[1].ID, card), lead.Name, false)
+	br.waitText(t, "#deal-notes", "снят с заказа", false)
+	br.waitText(t, "#private", "Менеджер снял вас с заказа", false)
+	br.waitInt(t, "a new post of the deal in the group", fmt.Sprintf(`(function(){
+		var m = Array.from(document.querySelectorAll('#group .msg--bot')).filter(function(m){ return m.querySelector('.kb[data-data^="t:"]'); }).pop();
+		var id = m ? Number(m.getAttribute('data-id')) : 0;
+		return id !== %d ? id : 0; })()`, post))
+	br.waitText(t, postSel+" .msg__text", "Менеджер снял исполнителя с заказа", false)
+	br.noExceptions(t)
+
 	// The install confirmation page, as the demo's install got it.
 	br.run(t, chromedp.Navigate(sb.URL()+"sandbox/install"))
 	href := eval[string](t, br, `(document.getElementById('startgroup') || {}).href || ''`)
