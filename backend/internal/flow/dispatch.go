@@ -100,7 +100,7 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := f.followExecutor(ctx, args, settings, lead, gone || lead.IsDeleted); err != nil {
+	if lead, err = f.followExecutor(ctx, api, args, settings, lead, gone || lead.IsDeleted); err != nil {
 		return err
 	}
 	if gone || lead.IsDeleted {
@@ -242,23 +242,41 @@ func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
 // moved back to the search, it ends too, since a new round begins; an edit
 // of the deal reaches the card. The backend's own moves land in the flow's
 // stages, so their webhooks change nothing here.
-func (f *Flow) followExecutor(ctx context.Context, args DispatchLeadArgs, s dispatch.Settings, lead amocrm.Lead, gone bool) error {
+//
+// It returns the deal as the rest of dispatching should see it: a deal in a
+// search stage while its order is no longer the current one is read again,
+// since the read may predate the take's own move to "executor found" (whose
+// round closes right after it), and a stale read must neither end the
+// executor's order nor post the deal again.
+func (f *Flow) followExecutor(ctx context.Context, api *amocrm.API, args DispatchLeadArgs, s dispatch.Settings, lead amocrm.Lead, gone bool) (amocrm.Lead, error) {
 	o, err := f.db.InProgressOrder(ctx, args.AccountID, args.LeadID)
 	if errors.Is(err, dispatch.ErrNotFound) {
-		return nil
+		return lead, nil
 	}
 	if err != nil {
-		return err
+		return lead, err
+	}
+	if !gone && !o.Active && s.IsTrigger(lead.PipelineID, lead.StatusID) {
+		fresh, err := api.GetLead(ctx, args.LeadID, false)
+		switch {
+		case errors.Is(err, amocrm.ErrNotFound):
+			gone, lead.IsDeleted = true, true
+		case err != nil:
+			return lead, err
+		default:
+			lead = fresh
+			gone = lead.IsDeleted
+		}
 	}
 	rule, _ := s.Rule(o.PipelineID)
 	backToSearch := !o.Active && s.IsTrigger(lead.PipelineID, lead.StatusID)
 	if gone || lead.PipelineID != o.PipelineID || !rule.FlowStage(lead.StatusID) || backToSearch {
-		return f.endUnderExecutor(ctx, o)
+		return lead, f.endUnderExecutor(ctx, o)
 	}
 	if args.Refresh {
-		return f.db.InTx(ctx, func(tx *store.Tx) error { return f.enqueue(ctx, tx, RefreshCardArgs{OrderID: o.ID}) })
+		return lead, f.db.InTx(ctx, func(tx *store.Tx) error { return f.enqueue(ctx, tx, RefreshCardArgs{OrderID: o.ID}) })
 	}
-	return nil
+	return lead, nil
 }
 
 // refreshPost re-renders an untaken post from the deal just read and, when

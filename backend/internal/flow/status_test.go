@@ -579,3 +579,43 @@ func TestResumeUnfinishedStatusWrites(t *testing.T) {
 		}
 	})
 }
+
+// A read of the deal taken before the take's own move to "executor found"
+// (the round closed meanwhile) neither ends the executor's order nor posts
+// the deal again: the deal is read afresh.
+func TestStaleReadDoesNotEndTheExecutor(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e, o, _, _ := statusEnv(t, kind)
+		ctx := context.Background()
+		api, err := e.f.o.CRM.API(ctx, e.accountID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale, err := api.GetLead(ctx, e.leadID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale.StatusID = e.trigger // as read before the take's PATCH
+		s, _ := e.db.Settings(ctx, e.accountID)
+		lead, err := e.f.followExecutor(ctx, api, DispatchLeadArgs{AccountID: e.accountID, LeadID: e.leadID}, s, stale, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lead.StatusID != e.found {
+			t.Errorf("dispatching goes on with stage %d, want the fresh %d", lead.StatusID, e.found)
+		}
+		if got, _ := e.db.OrderByID(ctx, o.ID); got.Status != dispatch.OrderTaken || e.jobs(t, "notify_executor") != 0 {
+			t.Errorf("order %s, %d notices after a stale read; want taken, none", got.Status, e.jobs(t, "notify_executor"))
+		}
+		// Moved back to the search by the manager: the order ends, the deal is posted anew.
+		if err := e.amo.MoveLead(e.accountID, e.leadID, e.trigger); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.f.dispatchLead(ctx, DispatchLeadArgs{AccountID: e.accountID, LeadID: e.leadID, Reason: "webhook"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := e.db.OrderByID(ctx, o.ID); got.Status != dispatch.OrderEnded || e.jobs(t, "post_order") != 1 {
+			t.Errorf("order %s, %d posts after the manager's move back; want ended, 1", got.Status, e.jobs(t, "post_order"))
+		}
+	})
+}
