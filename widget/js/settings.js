@@ -20,16 +20,24 @@ define(['jquery'], function ($) {
       var fields = ids($host.find('.amodispatch-field:checked'));
       s.order_field_ids = fields.length ? fields : null;
       s.show_budget = $host.find('.amodispatch-show-budget').is(':checked');
+      s.contact_policy = String($host.find('.amodispatch-contact-policy').val() || '');
       s.rules = [];
       $host.find('.amodispatch-rule').each(function () {
         var $r = $(this);
         var triggers = ids($r.find('.amodispatch-trigger:checked'));
         if (!triggers.length) { return; }
+        var stages = {};
+        $r.find('.amodispatch-status-stage').each(function () {
+          var stage = Number($(this).val()) || 0;
+          if (stage) { stages[$(this).attr('data-status')] = stage; }
+        });
         s.rules.push({
           pipeline_id: Number($r.attr('data-pipeline-id')),
           trigger_stage_ids: triggers,
           found_stage_id: Number($r.find('.amodispatch-found').val()) || 0,
-          default_chat_id: Number($r.find('.amodispatch-default-chat').val()) || 0
+          default_chat_id: Number($r.find('.amodispatch-default-chat').val()) || 0,
+          status_stages: stages,
+          status_buttons: $r.find('.amodispatch-status-button:checked').map(function () { return $(this).val(); }).get()
         });
       });
       s.executor_users = {};

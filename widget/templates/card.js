@@ -18,17 +18,47 @@ define([], function () {
       return isNaN(d.getTime()) ? '' : d.toLocaleString();
     }
 
+    var timeline = [];
+    var EVENTS = {
+      posted: 'ui.card.ev_posted', taken: 'ui.card.ev_taken', on_way: 'ui.card.ev_on_way', started: 'ui.card.ev_started',
+      done: 'ui.card.ev_done', released: 'ui.card.ev_released', ended: 'ui.card.ev_ended', contact: 'ui.card.ev_contact'
+    };
+    function who(o) {
+      var x = o.executor || {};
+      return (x.name || '') + (x.username ? ' @' + x.username : '');
+    }
+    function lastAt(kind) {
+      for (var i = timeline.length - 1; i >= 0; i--) {
+        if (timeline[i].kind === kind) { return timeline[i].at; }
+      }
+      return '';
+    }
+    // The deal's orders step by step: posted, taken by, on the way, started,
+    // done, released, each with its time.
+    function history(events) {
+      if (!events || !events.length) { return ''; }
+      var h = '<div class="amodispatch-timeline"><div class="amodispatch-label">' + esc(t('ui.card.timeline')) + '</div><ul>';
+      for (var i = 0; i < events.length; i++) {
+        var e = events[i];
+        if (!EVENTS[e.kind]) { continue; }
+        h += '<li class="amodispatch-event amodispatch-event--' + esc(e.kind) + '"><span class="amodispatch-muted">' + esc(when(e.at)) +
+          '</span> ' + esc(t(EVENTS[e.kind], { actor: e.actor })) + '</li>';
+      }
+      return h + '</ul></div>';
+    }
+
     function status(o) {
       if (!o) { return t('ui.card.status_none'); }
       var chat = o.chat ? o.chat.title : '';
       switch (o.status) {
         case 'posting': return t('ui.card.status_posting', { chat: chat });
         case 'open': return t('ui.card.status_open', { chat: chat, time: when(o.created_at) });
-        case 'taken': {
-          var x = o.executor || {};
-          var who = (x.name || '') + (x.username ? ' @' + x.username : '');
-          return t('ui.card.status_taken', { executor: who, time: when(o.taken_at) });
-        }
+        case 'taken': return t('ui.card.status_taken', { executor: who(o), time: when(o.taken_at) });
+        case 'on_way': return t('ui.card.status_on_way', { executor: who(o), time: when(lastAt(o.status)) });
+        case 'started': return t('ui.card.status_started', { executor: who(o), time: when(lastAt(o.status)) });
+        case 'done': return t('ui.card.status_done', { executor: who(o) });
+        case 'released': return t('ui.card.status_released');
+        case 'ended': return t('ui.card.status_ended');
         case 'withdrawn': return t('ui.card.status_withdrawn');
         case 'failed': return t('ui.card.status_failed', { reason: o.fail_reason || '' });
         default: return o.status;
@@ -45,6 +75,7 @@ define([], function () {
           '<button type="button" class="amodispatch-button amodispatch-retry">' + esc(t('ui.common.retry')) + '</button>';
       },
       body: function (deal, chats) {
+        timeline = deal.timeline || [];
         var o = deal.order;
         var st = o ? o.status : 'none';
         var opts = option(0, t('ui.common.default_chat'), !deal.target_chat_id);
@@ -63,10 +94,13 @@ define([], function () {
         if (active) {
           h += '<button type="button" class="amodispatch-button amodispatch-action" data-action="withdraw">' + esc(t('ui.card.withdraw')) + '</button> ';
         }
+        if (st === 'taken' || st === 'on_way' || st === 'started') {
+          h += '<button type="button" class="amodispatch-button amodispatch-action" data-action="unassign">' + esc(t('ui.card.unassign')) + '</button> ';
+        }
         if (o) {
           h += '<button type="button" class="amodispatch-button amodispatch-action" data-action="repost">' + esc(t('ui.card.repost')) + '</button>';
         }
-        return h + '</div><div class="amodispatch-status" role="status"></div>';
+        return h + '</div><div class="amodispatch-status" role="status"></div>' + history(deal.timeline);
       }
     };
   };

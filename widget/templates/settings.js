@@ -78,9 +78,48 @@ define([], function () {
           if (c.active || sel) { chatOpts += option(c.id, c.title, sel); }
         }
         h += '<label class="amodispatch-label">' + esc(t('ui.advanced.default_chat')) +
-          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label></div>';
+          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label>' + statuses(p, rule) + '</div>';
       }
       return h + '</section>';
+    }
+
+    // Per pipeline: which status buttons the executor's card shows, and the
+    // stage each status moves the deal to (release always returns it to the search).
+    var STATUSES = [
+      { id: 'on_way', label: 'ui.advanced.status_on_way', stage: true },
+      { id: 'started', label: 'ui.advanced.status_started', stage: true },
+      { id: 'done', label: 'ui.advanced.status_done', stage: true },
+      { id: 'released', label: 'ui.advanced.status_released', stage: false }
+    ];
+    function statuses(p, rule) {
+      var stages = rule.status_stages || {};
+      var buttons = rule.status_buttons; // null: every button
+      var h = '<div class="amodispatch-label">' + esc(t('ui.advanced.statuses_title')) + '</div><table class="amodispatch-table amodispatch-statuses">';
+      for (var i = 0; i < STATUSES.length; i++) {
+        var x = STATUSES[i];
+        var on = !buttons || has(buttons, x.id);
+        h += '<tr><td><label class="amodispatch-check"><input type="checkbox" class="amodispatch-status-button" value="' + esc(x.id) + '"' +
+          (on ? ' checked' : '') + '> ' + esc(t(x.label)) + '</label></td><td>';
+        if (x.stage) {
+          var opts = option(0, t('ui.advanced.status_stage_none'), !stages[x.id]);
+          for (var k = 0; k < (p.stages || []).length; k++) {
+            var stg = p.stages[k];
+            if (has(rule.trigger_stage_ids, stg.id)) { continue; }
+            opts += option(stg.id, stg.name, String(stages[x.id]) === String(stg.id));
+          }
+          h += '<select class="amodispatch-select amodispatch-status-stage" data-status="' + esc(x.id) + '">' + opts + '</select>';
+        }
+        h += '</td></tr>';
+      }
+      return h + '</table>';
+    }
+
+    function contactPolicy(st) {
+      var cur = (st.settings || {}).contact_policy || '';
+      return '<section class="amodispatch-section amodispatch-contact-section"><h3 class="amodispatch-h">' + esc(t('ui.advanced.contact_title')) + '</h3>' +
+        '<select class="amodispatch-select amodispatch-contact-policy">' +
+        option('', t('ui.advanced.contact_any'), cur === '') +
+        option('executor', t('ui.advanced.contact_executor'), cur === 'executor') + '</select></section>';
     }
 
     function fields(st) {
@@ -143,7 +182,7 @@ define([], function () {
         return '<p class="amodispatch-admin-only" role="note">' + esc(t('ui.advanced.admin_only')) + '</p>' + chats(st, false);
       },
       advanced: function (st) {
-        return chats(st, true) + rules(st) + fields(st) + executors(st) + language(st) +
+        return chats(st, true) + rules(st) + contactPolicy(st) + fields(st) + executors(st) + language(st) +
           '<div class="amodispatch-actions"><button type="button" class="amodispatch-button amodispatch-button--primary amodispatch-save">' +
           esc(t('ui.advanced.save')) + '</button> <span class="amodispatch-status" role="status"></span></div>';
       },

@@ -28,7 +28,17 @@ const (
 	OrderTaken     OrderStatus = "taken"     // an executor won it
 	OrderWithdrawn OrderStatus = "withdrawn" // the deal left the search stage or the manager withdrew it
 	OrderFailed    OrderStatus = "failed"    // could not be posted (no chat, chat gone)
+	OrderOnWay     OrderStatus = "on_way"    // the executor is on the way
+	OrderStarted   OrderStatus = "started"   // the executor started the work
+	OrderDone      OrderStatus = "done"      // the executor finished: the order is closed
+	OrderReleased  OrderStatus = "released"  // the executor dropped out or was unassigned; the deal is searched again
+	OrderEnded     OrderStatus = "ended"     // the manager closed the deal or moved it out of the flow under the executor
 )
+
+// ExecutorStatuses are the statuses an executor reports with the private
+// card's buttons, in the order the card offers them; OrderReleased is the
+// card's "Release".
+var ExecutorStatuses = []OrderStatus{OrderOnWay, OrderStarted, OrderDone, OrderReleased}
 
 // Transition is one step an order's status may take.
 type Transition struct {
@@ -48,6 +58,20 @@ var Lifecycle = []Transition{
 	{From: OrderPosting, To: OrderFailed},
 	{From: OrderOpen, To: OrderTaken},
 	{From: OrderOpen, To: OrderWithdrawn},
+	// The executor's side, after the take: forward only, so a repeated
+	// press finds nothing to change.
+	{From: OrderTaken, To: OrderOnWay},
+	{From: OrderTaken, To: OrderStarted},
+	{From: OrderOnWay, To: OrderStarted},
+	{From: OrderTaken, To: OrderDone},
+	{From: OrderOnWay, To: OrderDone},
+	{From: OrderStarted, To: OrderDone},
+	{From: OrderTaken, To: OrderReleased},
+	{From: OrderOnWay, To: OrderReleased},
+	{From: OrderStarted, To: OrderReleased},
+	{From: OrderTaken, To: OrderEnded},
+	{From: OrderOnWay, To: OrderEnded},
+	{From: OrderStarted, To: OrderEnded},
 }
 
 // CanBecome reports whether the lifecycle lets from become to; pressed says
@@ -82,17 +106,39 @@ func (o Order) CanWithdraw() bool { return CanBecome(o.Status, OrderWithdrawn, f
 func (o Order) AwaitsPost() bool { return o.Status == OrderPosting && o.MessageID == 0 }
 
 // ContactAllowed: a client's contact goes out only for an order that is open
-// or taken; a withdrawn or failed one ended without an executor.
-func (o Order) ContactAllowed() bool { return o.Status == OrderOpen || o.Status == OrderTaken }
+// or in its executor's hands; a withdrawn, failed, released or ended one has
+// nobody to call the client.
+func (o Order) ContactAllowed() bool { return o.Status == OrderOpen || o.InProgress() }
+
+// Assigned reports whether an executor won the order and still holds it or
+// finished it (taken, on the way, started, done).
+func (o Order) Assigned() bool {
+	return o.Status == OrderDone || o.InProgress()
+}
+
+// InProgress reports whether the executor works on the order: the private
+// card's buttons act (taken, on the way, started).
+func (o Order) InProgress() bool {
+	return CanBecome(o.Status, OrderDone, false)
+}
 
 // TakenBy reports whether the order is taken by this Telegram user.
 func (o Order) TakenBy(telegramID int64) bool {
-	return o.Status == OrderTaken && o.ExecutorID == telegramID
+	return o.Assigned() && o.ExecutorID == telegramID
 }
 
 // TakenByOther reports whether another user won the order.
 func (o Order) TakenByOther(telegramID int64) bool {
-	return o.Status == OrderTaken && o.ExecutorID != telegramID
+	return o.Assigned() && o.ExecutorID != telegramID
+}
+
+// Reached reports whether the order has reached status to or a later one on
+// the executor's path, so a press asking for it again changes nothing.
+func (o Order) Reached(to OrderStatus) bool {
+	if o.Status == to {
+		return true
+	}
+	return to != OrderDone && CanBecome(to, o.Status, false)
 }
 
 // Order is one round of searching for an executor for a deal.
@@ -112,8 +158,15 @@ type Order struct {
 	ExecutorUsername string
 	TakenAt          *time.Time
 	FailReason       string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// CardMessageID and CardText are the executor's private card (the order
+	// with the client's contact), edited with each status.
+	CardMessageID int
+	CardText      string
+	// PrevResponsibleID is the deal's responsible user before the take,
+	// restored when the executor releases the order.
+	PrevResponsibleID int64
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // Executor returns the winner of a taken order.
@@ -147,4 +200,25 @@ type Reveal struct {
 	TelegramID  int64
 	RequestedAt time.Time
 	SentAt      *time.Time
+}
+
+// Event kinds of an order's timeline besides its executor statuses.
+const (
+	EventPosted  = "posted"
+	EventTaken   = "taken"
+	EventContact = "contact" // one per person who received the client's contact
+)
+
+// Event is one step of an order's timeline (posted, taken, on the way,
+// started, done, released, a contact sent), as the deal card shows it and as
+// the note written to the deal names it. A step happens once per order and
+// person, which the store enforces.
+type Event struct {
+	ID         string
+	AccountID  int64
+	OrderID    string
+	Kind       string // an OrderStatus of the executor's path or an Event* kind
+	TelegramID int64
+	Actor      string // "Name (@login)"
+	At         time.Time
 }

@@ -6,7 +6,8 @@ import (
 )
 
 func TestLifecycle(t *testing.T) {
-	all := []OrderStatus{OrderPosting, OrderOpen, OrderTaken, OrderWithdrawn, OrderFailed}
+	all := []OrderStatus{OrderPosting, OrderOpen, OrderTaken, OrderWithdrawn, OrderFailed,
+		OrderOnWay, OrderStarted, OrderDone, OrderReleased, OrderEnded}
 	// Every pair, by press and not: a row missing here is a step the
 	// lifecycle must refuse.
 	allowed := map[[2]OrderStatus]string{ // "any" or "press"
@@ -16,6 +17,19 @@ func TestLifecycle(t *testing.T) {
 		{OrderPosting, OrderFailed}:    "any",
 		{OrderOpen, OrderTaken}:        "any",
 		{OrderOpen, OrderWithdrawn}:    "any",
+		// The executor's path: forward only; done, released and ended are final.
+		{OrderTaken, OrderOnWay}:      "any",
+		{OrderTaken, OrderStarted}:    "any",
+		{OrderOnWay, OrderStarted}:    "any",
+		{OrderTaken, OrderDone}:       "any",
+		{OrderOnWay, OrderDone}:       "any",
+		{OrderStarted, OrderDone}:     "any",
+		{OrderTaken, OrderReleased}:   "any",
+		{OrderOnWay, OrderReleased}:   "any",
+		{OrderStarted, OrderReleased}: "any",
+		{OrderTaken, OrderEnded}:      "any",
+		{OrderOnWay, OrderEnded}:      "any",
+		{OrderStarted, OrderEnded}:    "any",
 	}
 	for _, from := range all {
 		for _, to := range all {
@@ -83,5 +97,27 @@ func TestAwaitsPost(t *testing.T) {
 	}
 	if (Order{Status: OrderWithdrawn}).AwaitsPost() {
 		t.Error("a withdrawn order is not posted")
+	}
+}
+
+// A press asking for a status the order has reached, or passed, is a repeat.
+func TestReached(t *testing.T) {
+	tests := []struct {
+		now, asked OrderStatus
+		want       bool
+	}{
+		{OrderTaken, OrderOnWay, false},
+		{OrderOnWay, OrderOnWay, true},
+		{OrderStarted, OrderOnWay, true},
+		{OrderOnWay, OrderStarted, false},
+		{OrderDone, OrderOnWay, true},
+		{OrderDone, OrderDone, true},
+		{OrderStarted, OrderDone, false},
+		{OrderReleased, OrderDone, false},
+	}
+	for _, tc := range tests {
+		if got := (Order{Status: tc.now}).Reached(tc.asked); got != tc.want {
+			t.Errorf("%s reached %s = %v, want %v", tc.now, tc.asked, got, tc.want)
+		}
 	}
 }

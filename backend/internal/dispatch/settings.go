@@ -23,7 +23,21 @@ type Settings struct {
 	// Rules per pipeline, and the Telegram → amoCRM user map.
 	Rules         []Rule
 	ExecutorUsers map[int64]int64
+	// ContactPolicy says who may get the client's contact.
+	ContactPolicy ContactPolicy
 }
+
+// ContactPolicy says who may receive a client's contact.
+type ContactPolicy string
+
+const (
+	// ContactAnyMember: any group member may ask before the take (the post
+	// has "Get client phone").
+	ContactAnyMember ContactPolicy = ""
+	// ContactExecutorOnly: only the executor, with the take (the post has
+	// only "Take order").
+	ContactExecutorOnly ContactPolicy = "executor"
+)
 
 // Rule says what "searching for an executor" means in one pipeline.
 type Rule struct {
@@ -31,6 +45,41 @@ type Rule struct {
 	TriggerStageIDs []int64
 	FoundStageID    int64 // 0: leave the deal's stage alone
 	DefaultChatID   int64
+	// StatusStages maps an executor status (on the way, started, done) to
+	// the stage the deal moves to; a missing status leaves the stage alone.
+	StatusStages map[OrderStatus]int64
+	// StatusButtons lists the buttons the executor's card shows, from
+	// ExecutorStatuses; nil shows all of them.
+	StatusButtons []OrderStatus
+}
+
+// Buttons lists the status buttons of the executor's card, in the card's order.
+func (r Rule) Buttons() []OrderStatus {
+	if r.StatusButtons == nil {
+		return ExecutorStatuses
+	}
+	var out []OrderStatus
+	for _, st := range ExecutorStatuses {
+		if slices.Contains(r.StatusButtons, st) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// FlowStage reports whether the backend itself may put a deal of this
+// pipeline in stage: a search stage, the "executor found" stage or a
+// status's stage. A deal moved anywhere else was moved by a person.
+func (r Rule) FlowStage(stage int64) bool {
+	if slices.Contains(r.TriggerStageIDs, stage) || (r.FoundStageID != 0 && r.FoundStageID == stage) {
+		return true
+	}
+	for _, st := range r.StatusStages {
+		if st == stage {
+			return true
+		}
+	}
+	return false
 }
 
 // Rule returns the rule of a pipeline.
@@ -120,7 +169,11 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 	if err := CheckLanguage(s.Language); err != nil {
 		return Settings{}, err
 	}
-	out := Settings{AccountID: s.AccountID, Language: s.Language, ShowBudget: s.ShowBudget, ExecutorUsers: map[int64]int64{}}
+	if s.ContactPolicy != ContactAnyMember && s.ContactPolicy != ContactExecutorOnly {
+		return Settings{}, Invalid("contact policy must be \"\" or \"executor\"")
+	}
+	out := Settings{AccountID: s.AccountID, Language: s.Language, ShowBudget: s.ShowBudget, ExecutorUsers: map[int64]int64{},
+		ContactPolicy: s.ContactPolicy}
 	seen := map[int64]bool{}
 	for _, r := range s.Rules {
 		i := slices.IndexFunc(c.Pipelines, func(p Pipeline) bool { return p.ID == r.PipelineID })
@@ -148,8 +201,35 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 		if r.DefaultChatID != 0 && !slices.ContainsFunc(c.Chats, func(ch Chat) bool { return ch.ID == r.DefaultChatID && ch.ActiveFor(s.AccountID) }) {
 			return Settings{}, Invalid("chat %d is not an active chat of this account", r.DefaultChatID)
 		}
-		out.Rules = append(out.Rules, Rule{PipelineID: r.PipelineID, TriggerStageIDs: slices.Compact(slices.Sorted(slices.Values(r.TriggerStageIDs))),
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+		rule := Rule{PipelineID: r.PipelineID, TriggerStageIDs: slices.Compact(slices.Sorted(slices.Values(r.TriggerStageIDs))),
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+		for st, stage := range r.StatusStages {
+			if st != OrderOnWay && st != OrderStarted && st != OrderDone {
+				return Settings{}, Invalid("%q is not a status that moves the deal", st)
+			}
+			if stage == 0 {
+				continue
+			}
+			if !p.HasStage(stage) || slices.Contains(r.TriggerStageIDs, stage) {
+				return Settings{}, Invalid("stage %d is not a stage of pipeline %d outside the search", stage, r.PipelineID)
+			}
+			if rule.StatusStages == nil {
+				rule.StatusStages = map[OrderStatus]int64{}
+			}
+			rule.StatusStages[st] = stage
+		}
+		if r.StatusButtons != nil {
+			rule.StatusButtons = []OrderStatus{}
+			for _, st := range r.StatusButtons {
+				if !slices.Contains(ExecutorStatuses, st) {
+					return Settings{}, Invalid("%q is not a status button", st)
+				}
+				if !slices.Contains(rule.StatusButtons, st) {
+					rule.StatusButtons = append(rule.StatusButtons, st)
+				}
+			}
+		}
+		out.Rules = append(out.Rules, rule)
 	}
 	if s.OrderFieldIDs != nil {
 		for _, id := range s.OrderFieldIDs {

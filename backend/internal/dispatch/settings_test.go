@@ -45,6 +45,11 @@ func TestValidateRefusals(t *testing.T) {
 		{"unknown field", Settings{OrderFieldIDs: []int64{501, 599}}, "deal field 599 does not exist"},
 		{"bad Telegram id", Settings{ExecutorUsers: map[int64]int64{-5: 900}}, `"-5" is not a Telegram user id`},
 		{"unknown user", Settings{ExecutorUsers: map[int64]int64{5: 999}}, "user 999 does not exist"},
+		{"status stage elsewhere", Settings{Rules: []Rule{{PipelineID: 10, TriggerStageIDs: []int64{101}, StatusStages: map[OrderStatus]int64{OrderOnWay: 202}}}}, "stage 202 is not a stage of pipeline 10 outside the search"},
+		{"status stage a trigger", Settings{Rules: []Rule{{PipelineID: 10, TriggerStageIDs: []int64{101}, StatusStages: map[OrderStatus]int64{OrderDone: 101}}}}, "stage 101 is not a stage of pipeline 10 outside the search"},
+		{"release has no stage", Settings{Rules: []Rule{{PipelineID: 10, StatusStages: map[OrderStatus]int64{OrderReleased: 102}}}}, `"released" is not a status that moves the deal`},
+		{"unknown button", Settings{Rules: []Rule{{PipelineID: 10, StatusButtons: []OrderStatus{OrderTaken}}}}, `"taken" is not a status button`},
+		{"contact policy", Settings{ContactPolicy: "everyone"}, "contact policy must be"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

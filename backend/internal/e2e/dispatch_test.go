@@ -344,9 +344,19 @@ func TestDispatchFlowTwoAccounts(t *testing.T) {
 		if !strings.Contains(fieldText, w.FirstName) || !strings.Contains(fieldText, "@"+w.Username) || !strings.Contains(fieldText, fmt.Sprint(w.ID)) {
 			t.Fatalf("executor field = %q", fieldText)
 		}
-		notes := e.amo.Notes(ta.acc.ID, leadA.ID)
-		if len(notes) != 1 || !strings.Contains(notes[0].Text(), "@"+w.Username) {
-			t.Fatalf("notes: %+v", notes)
+		// One note for the take, and one per group member who got the
+		// client's contact before it (Пётр asked above).
+		var taken, contacts int
+		for _, n := range e.amo.Notes(ta.acc.ID, leadA.ID) {
+			switch {
+			case strings.Contains(n.Text(), "Исполнитель найден") && strings.Contains(n.Text(), "@"+w.Username):
+				taken++
+			case strings.HasPrefix(n.Text(), "Пётр Любопытный (@petr_l) запросил контакт клиента, "):
+				contacts++
+			}
+		}
+		if taken != 1 || contacts != 1 || len(e.amo.Notes(ta.acc.ID, leadA.ID)) != 2 {
+			t.Fatalf("notes: %+v, want one for the take and one for Пётр's contact", e.amo.Notes(ta.acc.ID, leadA.ID))
 		}
 		// Our own stage move came back as a webhook: no new order, round closed.
 		if n := len(orderPosts(e, ta.group.ID)); n != 1 {

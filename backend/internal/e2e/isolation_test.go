@@ -253,6 +253,8 @@ func TestWidgetTenantIsolation(t *testing.T) {
 				{"B's found stage", 0, "/api/widget/settings", rule(ta.pipeline, ta.statusByIndex(1), tb.statusByIndex(2), 0), 400},
 				{"B's chat as default", 0, "/api/widget/settings", rule(ta.pipeline, ta.statusByIndex(1), 0, tb.group.ID), 400},
 				{"B's second chat as default", 0, "/api/widget/settings", rule(ta.pipeline, ta.statusByIndex(1), 0, nightB.ID), 400},
+				{"B's stage for a status", 0, "/api/widget/settings", fmt.Sprintf(`{"rules":[{"pipeline_id":%d,"trigger_stage_ids":[%d],"status_stages":{"on_way":%d}}]}`,
+					ta.pipeline, ta.statusByIndex(1), tb.statusByIndex(2)), 400},
 				{"B's deal field", 0, "/api/widget/settings", fmt.Sprintf(`{"order_field_ids":[%d]}`, tb.acc.ID+10), 400},
 				{"B's amoCRM user", 0, "/api/widget/settings", fmt.Sprintf(`{"executor_users":{"%d":%d}}`, courier.ID, tb.amoUser), 400},
 			},
@@ -272,6 +274,7 @@ func TestWidgetTenantIsolation(t *testing.T) {
 			"POST /api/widget/deals/:lead/post":     perLead("post B's deal", "/post", "", 404),
 			"POST /api/widget/deals/:lead/withdraw": perLead("withdraw B's deal", "/withdraw", "", 200),
 			"POST /api/widget/deals/:lead/repost":   perLead("repost B's deal", "/repost", "", 404),
+			"POST /api/widget/deals/:lead/unassign": perLead("unassign B's deal", "/unassign", "", 404),
 		}
 		routes := routeKeys(b, "/api/widget")
 		// Preflights are answered by widgetCORS before routing and carry no token.

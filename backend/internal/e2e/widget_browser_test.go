@@ -116,6 +116,11 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		}
 		br.selectValue(t, execSel, tn.amoUser)
 		br.selectValue(t, ".amodispatch-language", "en")
+		// The executor's side: "on the way" moves the deal, "started" is not
+		// offered, only the executor gets the contact.
+		br.selectValue(t, rule+` .amodispatch-status-stage[data-status="on_way"]`, tn.statusByIndex(2))
+		br.click(t, rule+` .amodispatch-status-button[value="started"]`)
+		br.selectValue(t, ".amodispatch-contact-policy", "executor")
 		br.click(t, ".amodispatch-save")
 		br.waitText(t, root+" .amodispatch-status", "Настройки сохранены")
 
@@ -134,6 +139,10 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		}
 		if s.ExecutorUsers[courier.ID] != tn.amoUser {
 			t.Fatalf("executor map %v", s.ExecutorUsers)
+		}
+		if r := s.Rules[0]; r.StatusStages[dispatch.OrderOnWay] != tn.statusByIndex(2) || len(r.StatusStages) != 1 ||
+			fmt.Sprint(r.StatusButtons) != "[on_way done released]" || s.ContactPolicy != dispatch.ContactExecutorOnly {
+			t.Fatalf("stored executor side: stages %v, buttons %v, contact policy %q", r.StatusStages, r.StatusButtons, s.ContactPolicy)
 		}
 
 		// A value the backend refuses comes back as a readable error.

@@ -7,8 +7,10 @@ import (
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/i18n"
 	"github.com/amodispatch/amodispatch/backend/internal/orderview"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
+	"github.com/amodispatch/amodispatch/backend/internal/telegram"
 )
 
 // workEvent turns one webhook delivery into dispatch_lead jobs for the deals
@@ -32,8 +34,16 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 		relevant := settings.IsTriggerStage(ev.StatusID) || settings.IsTriggerStage(ev.OldStatusID)
 		if !relevant {
 			// Leaving the search, deletion, or an update of a deal with a
-			// current order: the order may need closing.
+			// current order or an executor at work: the order may need
+			// closing, its post or card an edit.
 			if _, err := f.db.ActiveOrder(ctx, args.AccountID, ev.LeadID); err == nil {
+				relevant = true
+			} else if !errors.Is(err, dispatch.ErrNotFound) {
+				return err
+			}
+		}
+		if !relevant {
+			if _, err := f.db.InProgressOrder(ctx, args.AccountID, ev.LeadID); err == nil {
 				relevant = true
 			} else if !errors.Is(err, dispatch.ErrNotFound) {
 				return err
@@ -41,7 +51,8 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 		}
 		if relevant {
 			seen[ev.LeadID] = true
-			leads = append(leads, DispatchLeadArgs{AccountID: args.AccountID, LeadID: ev.LeadID, Reason: "webhook", HintStageID: ev.StatusID})
+			leads = append(leads, DispatchLeadArgs{AccountID: args.AccountID, LeadID: ev.LeadID, Reason: "webhook", HintStageID: ev.StatusID,
+				Refresh: ev.Kind == amocrm.WebhookUpdate})
 		}
 	}
 	// Deals are dispatched right here, not through further jobs, to keep
@@ -65,7 +76,7 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	// dispatching a deal one at a time lets the later ones see the order the
 	// first created instead of spending amoCRM requests on the same answer.
 	defer f.lockLead(args.LeadID)()
-	if args.HintStageID != 0 {
+	if args.HintStageID != 0 && !args.Refresh {
 		settings, err := f.db.Settings(ctx, args.AccountID)
 		if err != nil {
 			return err
@@ -85,18 +96,24 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	if err != nil && !gone {
 		return err
 	}
-	if gone || lead.IsDeleted {
-		f.log.Info("deal no longer in amoCRM, skipped", "account_id", args.AccountID, "lead_id", args.LeadID)
-		return f.closeRound(ctx, args.AccountID, args.LeadID)
-	}
 	settings, err := f.db.Settings(ctx, args.AccountID)
 	if err != nil {
 		return err
 	}
+	if lead, err = f.followExecutor(ctx, api, args, settings, lead, gone || lead.IsDeleted); err != nil {
+		return err
+	}
+	if gone || lead.IsDeleted {
+		f.log.Info("deal no longer in amoCRM, skipped", "account_id", args.AccountID, "lead_id", args.LeadID)
+		return f.closeRound(ctx, args.AccountID, args.LeadID)
+	}
 	if !settings.IsTrigger(lead.PipelineID, lead.StatusID) {
 		return f.closeRound(ctx, args.AccountID, args.LeadID)
 	}
-	if _, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
+	if o, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
+		if args.Refresh && (o.Status == dispatch.OrderOpen || o.Status == dispatch.OrderPosting) {
+			return f.refreshPost(ctx, api, settings, lead, o)
+		}
 		return nil // already searching
 	} else if !errors.Is(err, dispatch.ErrNotFound) {
 		return err
@@ -217,4 +234,113 @@ func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
 		}
 		return nil
 	})
+}
+
+// followExecutor keeps an executor at work in step with the deal: a deal a
+// person closed, deleted, moved to another pipeline or to a stage the flow
+// never sets ends the order (the executor is told, the card's buttons go);
+// moved back to the search, it ends too, since a new round begins; an edit
+// of the deal reaches the card. The backend's own moves land in the flow's
+// stages, so their webhooks change nothing here.
+//
+// It returns the deal as the rest of dispatching should see it: a deal in a
+// search stage while its order is no longer the current one is read again,
+// since the read may predate the take's own move to "executor found" (whose
+// round closes right after it), and a stale read must neither end the
+// executor's order nor post the deal again.
+func (f *Flow) followExecutor(ctx context.Context, api *amocrm.API, args DispatchLeadArgs, s dispatch.Settings, lead amocrm.Lead, gone bool) (amocrm.Lead, error) {
+	o, err := f.db.InProgressOrder(ctx, args.AccountID, args.LeadID)
+	if errors.Is(err, dispatch.ErrNotFound) {
+		return lead, nil
+	}
+	if err != nil {
+		return lead, err
+	}
+	if !gone && !o.Active && s.IsTrigger(lead.PipelineID, lead.StatusID) {
+		fresh, err := api.GetLead(ctx, args.LeadID, false)
+		switch {
+		case errors.Is(err, amocrm.ErrNotFound):
+			gone, lead.IsDeleted = true, true
+		case err != nil:
+			return lead, err
+		default:
+			lead = fresh
+			gone = lead.IsDeleted
+		}
+	}
+	rule, _ := s.Rule(o.PipelineID)
+	backToSearch := !o.Active && s.IsTrigger(lead.PipelineID, lead.StatusID)
+	if gone || lead.PipelineID != o.PipelineID || !rule.FlowStage(lead.StatusID) || backToSearch {
+		return lead, f.endUnderExecutor(ctx, o)
+	}
+	if args.Refresh {
+		return lead, f.db.InTx(ctx, func(tx *store.Tx) error { return f.enqueue(ctx, tx, RefreshCardArgs{OrderID: o.ID}) })
+	}
+	return lead, nil
+}
+
+// refreshPost re-renders an untaken post from the deal just read and, when
+// its text changed, stores it and queues the edit.
+func (f *Flow) refreshPost(ctx context.Context, api *amocrm.API, s dispatch.Settings, lead amocrm.Lead, o dispatch.Order) error {
+	a, err := f.db.Account(ctx, s.AccountID)
+	if err != nil {
+		return err
+	}
+	view, err := f.viewOptions(ctx, api, a, s)
+	if err != nil {
+		return err
+	}
+	text := orderview.Group(lead, view)
+	if text == o.GroupText {
+		return nil
+	}
+	return f.db.InTx(ctx, func(tx *store.Tx) error {
+		changed, err := tx.SetGroupText(o.ID, text)
+		if err != nil || !changed {
+			return err
+		}
+		f.log.Info("deal changed before the take, post to be edited", "account_id", o.AccountID, "order_id", o.ID)
+		return f.enqueue(ctx, tx, EditOpenPostArgs{OrderID: o.ID})
+	})
+}
+
+// editOpenPost rewrites a post still open with its stored text, keeping its
+// buttons; a post taken or withdrawn meanwhile has edits of its own.
+func (f *Flow) editOpenPost(ctx context.Context, orderID string) error {
+	if f.o.Sender == nil {
+		return errNoBot
+	}
+	o, err := f.db.OrderByID(ctx, orderID)
+	if err != nil || o.Status != dispatch.OrderOpen || o.MessageID == 0 {
+		return err // a posting order is sent with the new text
+	}
+	a, s, err := f.accountSettings(ctx, o.AccountID)
+	if err != nil {
+		return err
+	}
+	err = f.o.Sender.EditHTMLButtons(ctx, o.ChatID, o.MessageID, o.GroupText, buttons(i18n.Lang(s.Lang(a)), o.ID, s.ContactPolicy))
+	if errors.Is(err, telegram.ErrMessageGone) {
+		return nil
+	}
+	return err
+}
+
+// refreshCard re-renders the executor's card from the deal and edits it when
+// the order's text changed.
+func (f *Flow) refreshCard(ctx context.Context, orderID string) error {
+	o, err := f.db.OrderByID(ctx, orderID)
+	if err != nil || !o.InProgress() || o.CardMessageID == 0 {
+		return err
+	}
+	text, _, err := f.privateText(ctx, o, f.cardLang(ctx, o.ExecutorID), true)
+	if errors.Is(err, amocrm.ErrNotFound) {
+		return nil
+	}
+	if err != nil || text == o.CardText {
+		return err
+	}
+	if err := f.db.SetCard(ctx, o.ID, o.CardMessageID, text); err != nil {
+		return err
+	}
+	return f.editCard(ctx, EditCardArgs{OrderID: o.ID})
 }

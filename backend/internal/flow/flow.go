@@ -37,6 +37,7 @@ type CRM interface {
 type Sender interface {
 	SendHTML(ctx context.Context, chatID int64, html string, rows [][]telegram.Button) (int, error)
 	EditHTML(ctx context.Context, chatID int64, messageID int, html string) error
+	EditHTMLButtons(ctx context.Context, chatID int64, messageID int, html string, rows [][]telegram.Button) error
 	Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error)
 }
 

@@ -40,6 +40,7 @@ type env struct {
 	pipelineID, trigger int64
 	found, leadID       int64
 	amoUser             int64
+	stages, users       []int64 // the main pipeline's stages, the account's users
 }
 
 const execMapped = 5001 // a Telegram user mapped to the account's amoCRM user
@@ -53,9 +54,16 @@ func newEnv(t *testing.T, kind dbtest.Kind) *env {
 	}
 	e.amo = fakeamocrm.New(fakeamocrm.Options{DisableRateLimit: true})
 	t.Cleanup(e.amo.Close)
-	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest"})
+	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest",
+		Users: []fakeamocrm.User{{ID: 71001, Name: "Admin", IsAdmin: true}, {ID: 71002, Name: "Manager"}}})
 	e.accountID, e.amoUser = acc.ID, acc.Users()[0].ID
 	p := acc.MainPipeline()
+	for _, st := range p.Statuses {
+		e.stages = append(e.stages, st.ID)
+	}
+	for _, u := range acc.Users() {
+		e.users = append(e.users, u.ID)
+	}
 	e.pipelineID, e.trigger, e.found = p.ID, p.Statuses[1].ID, p.Statuses[2].ID
 	lead, err := e.amo.AddLead(acc.ID, fakeamocrm.Lead{Name: "Deal", PipelineID: p.ID, StatusID: e.trigger})
 	if err != nil {

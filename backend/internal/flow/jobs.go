@@ -27,6 +27,9 @@ type DispatchLeadArgs struct {
 	Reason    string `json:"reason"`
 	// HintStageID is the stage a webhook reported, if any.
 	HintStageID int64 `json:"hint_stage_id,omitempty"`
+	// Refresh: the deal itself changed (update_lead): an open post and an
+	// executor's card are brought up to date.
+	Refresh bool `json:"refresh,omitempty"`
 }
 
 func (DispatchLeadArgs) Kind() string { return "dispatch_lead" }
@@ -103,6 +106,83 @@ func (AddNoteArgs) Kind() string { return "amo_add_note" }
 
 func (AddNoteArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
+// EditCardArgs rewrites the executor's private card; Ask shows the release
+// question instead of the status buttons.
+type EditCardArgs struct {
+	OrderID string `json:"order_id"`
+	Ask     bool   `json:"ask,omitempty"`
+}
+
+func (EditCardArgs) Kind() string { return "edit_card" }
+
+// EditOpenPostArgs brings an untaken post's text up to its deal.
+type EditOpenPostArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (EditOpenPostArgs) Kind() string { return "edit_open_post" }
+
+func (EditOpenPostArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
+// RefreshCardArgs brings the executor's card up to its deal.
+type RefreshCardArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (RefreshCardArgs) Kind() string { return "refresh_card" }
+
+func (RefreshCardArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
+// EventWriteArgs writes one timeline step (a status, a contact sent) into the deal.
+type EventWriteArgs struct {
+	EventID string `json:"event_id"`
+}
+
+func (EventWriteArgs) Kind() string { return "amo_event_write" }
+
+func (EventWriteArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
+// ReleaseLeadArgs returns a released order's deal to the search and posts it again.
+type ReleaseLeadArgs struct {
+	EventID   string `json:"event_id"`
+	ByManager bool   `json:"by_manager,omitempty"`
+}
+
+func (ReleaseLeadArgs) Kind() string { return "amo_release_lead" }
+
+func (ReleaseLeadArgs) InsertOpts() river.InsertOpts { return onceLive() }
+
+type EditReleasedArgs struct {
+	OrderID string `json:"order_id"`
+}
+
+func (EditReleasedArgs) Kind() string { return "edit_released" }
+
+// NotifyExecutorArgs tells an order's executor privately what the manager did.
+type NotifyExecutorArgs struct {
+	OrderID string `json:"order_id"`
+	Key     string `json:"key"`
+}
+
+func (NotifyExecutorArgs) Kind() string { return "notify_executor" }
+
+// InsertOpts: one notice of a kind per order.
+func (NotifyExecutorArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// SendMineArgs answers /my: the executor's open orders, each with its buttons.
+type SendMineArgs struct {
+	TelegramID int64 `json:"telegram_id"`
+	MessageID  int   `json:"message_id"` // the /my message: a retried update asks once
+}
+
+func (SendMineArgs) Kind() string { return "send_mine" }
+
+func (SendMineArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
 type ReconcileArgs struct{}
 
 func (ReconcileArgs) Kind() string { return "reconcile" }
@@ -164,6 +244,30 @@ func (f *Flow) register(w *river.Workers) {
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[AddNoteArgs]) error {
 		return outcome(f.addNote(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EditCardArgs]) error {
+		return outcome(f.editCard(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EditOpenPostArgs]) error {
+		return outcome(f.editOpenPost(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[RefreshCardArgs]) error {
+		return outcome(f.refreshCard(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EventWriteArgs]) error {
+		return outcome(f.writeEvent(ctx, j.Args.EventID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReleaseLeadArgs]) error {
+		return outcome(f.releaseLead(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EditReleasedArgs]) error {
+		return outcome(f.editReleased(ctx, j.Args.OrderID))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[NotifyExecutorArgs]) error {
+		return outcome(f.notifyExecutor(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[SendMineArgs]) error {
+		return outcome(f.sendMine(ctx, j.Args.TelegramID))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReconcileArgs]) error {
 		return f.reconcile(ctx)

@@ -75,11 +75,14 @@ func (f *Flow) orderContext(ctx context.Context, o dispatch.Order, withContacts 
 	return api, lead, view, err
 }
 
-func buttons(lang, orderID string) [][]telegram.Button {
-	return [][]telegram.Button{
-		{{Text: i18n.T(lang, "btn.phone"), Data: ActionPhone + orderID}},
-		{{Text: i18n.T(lang, "btn.take"), Data: ActionTake + orderID}},
+// buttons are the group post's: "Get client phone" unless only the executor
+// gets the contact, and "Take order".
+func buttons(lang, orderID string, policy dispatch.ContactPolicy) [][]telegram.Button {
+	take := []telegram.Button{{Text: i18n.T(lang, "btn.take"), Data: ActionTake + orderID}}
+	if policy == dispatch.ContactExecutorOnly {
+		return [][]telegram.Button{take}
 	}
+	return [][]telegram.Button{{{Text: i18n.T(lang, "btn.phone"), Data: ActionPhone + orderID}}, take}
 }
 
 // postOrder sends the order to its chat with the two buttons. The order's
@@ -103,7 +106,7 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 		return err
 	}
 	text := o.GroupText
-	msgID, err := f.o.Sender.SendHTML(ctx, o.ChatID, text, buttons(i18n.Lang(s.Lang(a)), o.ID))
+	msgID, err := f.o.Sender.SendHTML(ctx, o.ChatID, text, buttons(i18n.Lang(s.Lang(a)), o.ID, s.ContactPolicy))
 	if err != nil {
 		return f.chatFailure(ctx, o, err)
 	}
@@ -118,6 +121,9 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 			return err
 		}
 		return f.withdrawPost(ctx, o.ID)
+	}
+	if _, _, err := f.db.AddEvent(ctx, dispatch.Event{AccountID: o.AccountID, OrderID: o.ID, Kind: dispatch.EventPosted}); err != nil {
+		return err
 	}
 	f.log.Info("order posted", "account_id", o.AccountID, "order_id", o.ID, "chat_id", o.ChatID, "message_id", msgID)
 	return nil
@@ -173,7 +179,7 @@ func (f *Flow) editTaken(ctx context.Context, orderID string) error {
 	if err != nil {
 		return err
 	}
-	if o.Status != dispatch.OrderTaken || o.MessageID == 0 {
+	if !o.Assigned() || o.MessageID == 0 {
 		return nil
 	}
 	return f.editTakenPost(ctx, o)
@@ -207,10 +213,10 @@ func (f *Flow) tidyCopy(ctx context.Context, args TidyCopyArgs) error {
 		return err // the recorded post has its own edits
 	}
 	o.MessageID = args.MessageID
-	switch o.Status {
-	case dispatch.OrderTaken:
+	switch {
+	case o.Assigned():
 		return f.editTakenPost(ctx, o)
-	case dispatch.OrderOpen, dispatch.OrderPosting:
+	case o.Status == dispatch.OrderOpen || o.Status == dispatch.OrderPosting:
 		return nil // the copy's buttons act on the open order like the post's
 	default:
 		return f.editWithdrawn(ctx, o)

@@ -5,6 +5,9 @@ package flow
 const (
 	ActionPhone = "p:"
 	ActionTake  = "t:"
+	// ActionStatus prefixes the executor card's buttons: a status code
+	// (StatusData) and the order id, 39 bytes.
+	ActionStatus = "s:"
 	// StartContactPrefix marks a /start payload that asks for a contact (a
 	// reveal id, which store makes start with it).
 	StartContactPrefix = "c"
@@ -30,6 +33,21 @@ const (
 	ContactSent
 	// ContactOpenBot: the contact waits until the user opens the bot.
 	ContactOpenBot
+	// ContactExecutorOnly: the account gives the contact to the executor
+	// alone, with the take.
+	ContactExecutorOnly
+	// StatusSaved: the executor's status press changed the order.
+	StatusSaved
+	// StatusAlready: the order already has that status (or a later one).
+	StatusAlready
+	// NotYours: someone other than the order's executor pressed its card.
+	NotYours
+	// ReleaseAsk: the card now asks the executor to confirm the release.
+	ReleaseAsk
+	// Released: the executor released the order.
+	Released
+	// ReleaseKept: the executor answered "no" to the release question.
+	ReleaseKept
 )
 
 // PressResult tells the presser how a press ended.

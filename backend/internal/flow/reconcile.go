@@ -99,10 +99,21 @@ const unfinishedWindow = 30 * 24 * time.Hour
 // that finishes meanwhile makes its repeat a read that changes nothing.
 func (f *Flow) resume(ctx context.Context, accountID int64) error {
 	todo, err := f.db.UnfinishedOrders(ctx, accountID, time.Now().Add(-unfinishedWindow))
-	if err != nil || len(todo) == 0 {
+	if err != nil {
+		return err
+	}
+	events, err := f.db.UnfinishedEvents(ctx, accountID, time.Now().Add(-unfinishedWindow))
+	if err != nil || len(todo)+len(events) == 0 {
 		return err
 	}
 	var params []river.InsertManyParams
+	for _, ev := range events {
+		if ev.Kind == string(dispatch.OrderReleased) {
+			params = append(params, river.InsertManyParams{Args: ReleaseLeadArgs{EventID: ev.ID, ByManager: ev.TelegramID == 0}})
+		} else {
+			params = append(params, river.InsertManyParams{Args: EventWriteArgs{EventID: ev.ID}})
+		}
+	}
 	for _, u := range todo {
 		if u.Post {
 			params = append(params, river.InsertManyParams{Args: PostOrderArgs{OrderID: u.OrderID}})

@@ -94,6 +94,10 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		if err != nil {
 			return err
 		}
+		if _, _, err := tx.AddEvent(dispatch.Event{AccountID: o.AccountID, OrderID: o.ID, Kind: dispatch.EventTaken,
+			TelegramID: user.TelegramID, Actor: orderview.ExecutorLabel(executorView(o))}); err != nil {
+			return err
+		}
 		reveal, err := tx.CreateReveal(o, user.TelegramID, store.RevealWinner)
 		if err != nil {
 			return err
@@ -186,6 +190,15 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 	case !o.ContactAllowed():
 		return PressResult{Outcome: Closed}, nil
 	}
+	if !o.TakenBy(user.TelegramID) {
+		s, err := f.db.Settings(ctx, o.AccountID)
+		if err != nil {
+			return PressResult{}, err
+		}
+		if s.ContactPolicy == dispatch.ContactExecutorOnly {
+			return PressResult{Outcome: ContactExecutorOnly}, nil
+		}
+	}
 	if err := f.db.SaveExecutor(ctx, user, false); err != nil {
 		return PressResult{}, err
 	}
@@ -247,10 +260,16 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 		return err
 	}
 	lang := "ru"
+	recipient := dispatch.Executor{TelegramID: args.TelegramID}
 	if e, err := f.db.Executor(ctx, args.TelegramID); err == nil {
-		lang = i18n.Lang(e.LanguageCode)
+		lang, recipient = i18n.Lang(e.LanguageCode), e
 	}
-	var text string
+	var (
+		text string
+		rows [][]telegram.Button
+		card bool // the executor's card: status buttons, edited with each status
+		sent bool // the client's contact is in the message
+	)
 	switch {
 	case o.TakenByOther(args.TelegramID):
 		text = i18n.T(lang, "contact.taken", o.LeadID)
@@ -259,30 +278,22 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 		// longer anyone's to call.
 		text = i18n.T(lang, "contact.closed", o.LeadID)
 	default:
-		api, lead, view, err := f.orderContext(ctx, o, true)
+		var err error
+		text, sent, err = f.privateText(ctx, o, lang, args.Winner)
 		if err != nil {
 			return err
 		}
-		view.Lang = lang
-		var contact *amocrm.Contact
-		if id := lead.MainContactID(); id != 0 {
-			c, err := api.GetContact(ctx, id)
-			if err != nil && !errors.Is(err, amocrm.ErrNotFound) {
+		if o.TakenBy(args.TelegramID) {
+			_, s, err := f.accountSettings(ctx, o.AccountID)
+			if err != nil {
 				return err
 			}
-			if err == nil {
-				contact = &c
-			}
-		}
-		text = orderview.Private(lead, contact, view)
-		if args.Winner {
-			text = i18n.T(lang, "order.yours") + "\n\n" + text
-		}
-		if contact == nil {
-			text += "\n\n" + i18n.T(lang, "contact.none")
+			rule, _ := s.Rule(o.PipelineID)
+			card, rows = true, statusButtons(lang, o, rule)
 		}
 	}
-	if _, err := f.o.Sender.SendHTML(ctx, args.TelegramID, text, nil); err != nil {
+	msgID, err := f.o.Sender.SendHTML(ctx, args.TelegramID, text, rows)
+	if err != nil {
 		if errors.Is(err, telegram.ErrUserUnreachable) {
 			f.log.Warn("executor cannot be written to", "telegram_id", args.TelegramID, "order_id", o.ID, "err", err)
 			return f.db.SetExecutorBlocked(ctx, args.TelegramID, true)
@@ -290,10 +301,60 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 		return err
 	}
 	f.log.Info("contact sent", "account_id", o.AccountID, "order_id", o.ID, "telegram_id", args.TelegramID)
+	if card {
+		if err := f.db.SetCard(ctx, o.ID, msgID, text); err != nil {
+			return err
+		}
+	}
+	if sent && !card {
+		// One note per person who has the client's contact; the executor's
+		// is the take's own note.
+		err := f.db.InTx(ctx, func(tx *store.Tx) error {
+			ev, added, err := tx.AddEvent(dispatch.Event{AccountID: o.AccountID, OrderID: o.ID, Kind: dispatch.EventContact,
+				TelegramID: args.TelegramID, Actor: orderview.ExecutorLabel(orderview.Executor{TelegramID: recipient.TelegramID,
+					FirstName: recipient.FirstName, LastName: recipient.LastName, Username: recipient.Username})})
+			if err != nil || !added {
+				return err
+			}
+			return f.enqueue(ctx, tx, EventWriteArgs{EventID: ev.ID})
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return f.db.MarkRevealSent(ctx, r.ID)
 }
 
 // executorFieldText is what the deal's executor field shows.
 func executorFieldText(o dispatch.Order) string {
 	return fmt.Sprintf("%s, Telegram ID %d", orderview.ExecutorLabel(executorView(o)), o.ExecutorID)
+}
+
+// privateText renders the order with the client's contact for one user, as
+// amoCRM has the deal now; winner adds "you took it". It reports whether the
+// deal has a contact to show.
+func (f *Flow) privateText(ctx context.Context, o dispatch.Order, lang string, winner bool) (string, bool, error) {
+	api, lead, view, err := f.orderContext(ctx, o, true)
+	if err != nil {
+		return "", false, err
+	}
+	view.Lang = lang
+	var contact *amocrm.Contact
+	if id := lead.MainContactID(); id != 0 {
+		c, err := api.GetContact(ctx, id)
+		if err != nil && !errors.Is(err, amocrm.ErrNotFound) {
+			return "", false, err
+		}
+		if err == nil {
+			contact = &c
+		}
+	}
+	text := orderview.Private(lead, contact, view)
+	if winner {
+		text = i18n.T(lang, "order.yours") + "\n\n" + text
+	}
+	if contact == nil {
+		text += "\n\n" + i18n.T(lang, "contact.none")
+	}
+	return text, contact != nil, nil
 }

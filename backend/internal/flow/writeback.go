@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
-	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/i18n"
 	"github.com/amodispatch/amodispatch/backend/internal/orderview"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
@@ -19,8 +18,13 @@ import (
 // a retry after a crash or a lost answer writes once.
 func (f *Flow) updateLead(ctx context.Context, orderID string) error {
 	o, err := f.db.OrderByID(ctx, orderID)
-	if err != nil || o.Status != dispatch.OrderTaken {
+	if err != nil {
 		return err
+	}
+	if !o.Assigned() {
+		// Released or ended before this ran: the release writes the deal
+		// itself, after this mark.
+		return f.db.MarkLeadUpdated(ctx, o.ID)
 	}
 	a, s, api, err := f.tenant(ctx, o.AccountID)
 	if err != nil {
@@ -48,6 +52,11 @@ func (f *Flow) updateLead(ctx context.Context, orderID string) error {
 		return err
 	}
 	if !applied(current, u) {
+		// The responsible user a release restores, kept before this
+		// write changes it (a retry reads our own value and keeps the first).
+		if err := f.db.SetPrevResponsible(ctx, o.ID, current.ResponsibleUserID); err != nil {
+			return err
+		}
 		if err := api.UpdateLead(ctx, u); err != nil {
 			return err
 		}
@@ -94,7 +103,7 @@ func applied(l amocrm.Lead, u amocrm.LeadUpdate) bool {
 // order id, and an existing note with it means a previous attempt succeeded.
 func (f *Flow) addNote(ctx context.Context, orderID string) error {
 	o, err := f.db.OrderByID(ctx, orderID)
-	if err != nil || o.Status != dispatch.OrderTaken || o.TakenAt == nil {
+	if err != nil || o.TakenAt == nil {
 		return err
 	}
 	a, s, api, err := f.tenant(ctx, o.AccountID)

@@ -152,6 +152,27 @@ func TestSettingsConversion(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &back); err != nil || back.ExecutorUsers["42"] != 900 || len(back.Rules) != 1 || back.OrderFieldIDs != nil {
 		t.Errorf("answer %s", body)
 	}
+	// The executor's side: status stages, the buttons shown, the contact policy.
+	status, body = put(`{"contact_policy":"executor","rules":[{"pipeline_id":10,"trigger_stage_ids":[101],` +
+		`"status_stages":{"on_way":103},"status_buttons":["done","released"]}]}`)
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	r := w.saved.Rules[0]
+	if w.saved.ContactPolicy != dispatch.ContactExecutorOnly || r.StatusStages[dispatch.OrderOnWay] != 103 ||
+		fmt.Sprint(r.StatusButtons) != "[done released]" {
+		t.Errorf("saved %+v", *w.saved)
+	}
+	back = SettingsView{}
+	if err := json.Unmarshal([]byte(body), &back); err != nil || back.ContactPolicy != "executor" ||
+		back.Rules[0].StatusStages["on_way"] != 103 || fmt.Sprint(back.Rules[0].StatusButtons) != "[done released]" {
+		t.Errorf("answer %s", body)
+	}
+	// Buttons left out mean all of them (null), not none.
+	if _, body = put(`{"rules":[{"pipeline_id":10,"trigger_stage_ids":[101]}]}`); w.saved.Rules[0].StatusButtons != nil ||
+		!strings.Contains(body, `"status_buttons":null`) {
+		t.Errorf("no buttons chosen: saved %v, answer %s", w.saved.Rules[0].StatusButtons, body)
+	}
 }
 
 // The deal card sees the executor only of a taken order.
@@ -165,7 +186,14 @@ func TestDealView(t *testing.T) {
 	if v := dealView(service.Deal{LeadID: 3, Order: &o}); v.Order.Executor == nil || v.Order.Executor.Name != "Ivan" {
 		t.Errorf("taken order: %+v", v.Order)
 	}
-	if v := dealView(service.Deal{LeadID: 3}); v.Order != nil {
-		t.Errorf("no order: %+v", v.Order)
+	if v := dealView(service.Deal{LeadID: 3}); v.Order != nil || v.Timeline == nil {
+		t.Errorf("no order: %+v, timeline %v (want [] not null)", v.Order, v.Timeline)
+	}
+	// Every step of the executor's side still names the executor; the
+	// timeline goes out as recorded.
+	o.Status = dispatch.OrderOnWay
+	v = dealView(service.Deal{LeadID: 3, Order: &o, Timeline: []dispatch.Event{{OrderID: "o", Kind: "on_way", Actor: "Ivan (@ivan)"}}})
+	if v.Order.Executor == nil || len(v.Timeline) != 1 || v.Timeline[0].Kind != "on_way" || v.Timeline[0].Actor != "Ivan (@ivan)" {
+		t.Errorf("on the way: %+v, timeline %+v", v.Order, v.Timeline)
 	}
 }

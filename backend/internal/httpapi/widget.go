@@ -24,6 +24,7 @@ type WidgetAPI interface {
 	Post(ctx context.Context, a dispatch.Account, leadID int64) error
 	Withdraw(ctx context.Context, a dispatch.Account, leadID int64) error
 	Repost(ctx context.Context, a dispatch.Account, leadID int64) error
+	Unassign(ctx context.Context, a dispatch.Account, leadID int64) error
 }
 
 const (
@@ -92,6 +93,7 @@ func (h *handlers) widgetRoutes(app *fiber.App) {
 	})
 	for path, action := range map[string]func(context.Context, dispatch.Account, int64) error{
 		"/deals/:lead/post": h.d.Widget.Post, "/deals/:lead/withdraw": h.d.Widget.Withdraw, "/deals/:lead/repost": h.d.Widget.Repost,
+		"/deals/:lead/unassign": h.d.Widget.Unassign,
 	} {
 		g.Post(path, func(c *fiber.Ctx) error {
 			lead, err := leadParam(c)

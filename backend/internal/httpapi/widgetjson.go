@@ -74,17 +74,34 @@ type (
 		ShowBudget    bool             `json:"show_budget"`
 		Rules         []RuleView       `json:"rules"`
 		ExecutorUsers map[string]int64 `json:"executor_users"`
+		// ContactPolicy: "" any group member may ask before the take,
+		// "executor" only the executor, with the take.
+		ContactPolicy string `json:"contact_policy"`
 	}
 	RuleView struct {
 		PipelineID      int64   `json:"pipeline_id"`
 		TriggerStageIDs []int64 `json:"trigger_stage_ids"`
 		FoundStageID    int64   `json:"found_stage_id"`
 		DefaultChatID   int64   `json:"default_chat_id"`
+		// StatusStages maps "on_way", "started", "done" to a stage (0 or
+		// missing: the stage stays); StatusButtons lists the card's buttons
+		// ("on_way", "started", "done", "released"), null for all.
+		StatusStages  map[string]int64 `json:"status_stages"`
+		StatusButtons []string         `json:"status_buttons"`
 	}
 	DealView struct {
-		LeadID       int64      `json:"lead_id"`
-		TargetChatID int64      `json:"target_chat_id"`
-		Order        *OrderView `json:"order"`
+		LeadID       int64       `json:"lead_id"`
+		TargetChatID int64       `json:"target_chat_id"`
+		Order        *OrderView  `json:"order"`
+		Timeline     []EventView `json:"timeline"`
+	}
+	// EventView is one step of the deal's orders: kind is posted, taken,
+	// on_way, started, done, released, ended or contact.
+	EventView struct {
+		OrderID string    `json:"order_id"`
+		Kind    string    `json:"kind"`
+		Actor   string    `json:"actor"`
+		At      time.Time `json:"at"`
 	}
 	OrderView struct {
 		ID         string        `json:"id"`
@@ -144,9 +161,20 @@ func settingsView(s dispatch.Settings) SettingsView {
 	v := SettingsView{Language: s.Language, OrderFieldIDs: s.OrderFieldIDs, ShowBudget: s.ShowBudget,
 		Rules: []RuleView{}, ExecutorUsers: map[string]int64{}}
 	for _, r := range s.Rules {
-		v.Rules = append(v.Rules, RuleView{PipelineID: r.PipelineID, TriggerStageIDs: nonNil(r.TriggerStageIDs),
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+		rv := RuleView{PipelineID: r.PipelineID, TriggerStageIDs: nonNil(r.TriggerStageIDs),
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, StatusStages: map[string]int64{}}
+		for st, stage := range r.StatusStages {
+			rv.StatusStages[string(st)] = stage
+		}
+		if r.StatusButtons != nil {
+			rv.StatusButtons = []string{}
+			for _, st := range r.StatusButtons {
+				rv.StatusButtons = append(rv.StatusButtons, string(st))
+			}
+		}
+		v.Rules = append(v.Rules, rv)
 	}
+	v.ContactPolicy = string(s.ContactPolicy)
 	for tg, amo := range s.ExecutorUsers {
 		v.ExecutorUsers[strconv.FormatInt(tg, 10)] = amo
 	}
@@ -156,10 +184,24 @@ func settingsView(s dispatch.Settings) SettingsView {
 // settingsFrom reads the settings page's body; JSON object keys are strings,
 // so the executor map's Telegram ids are parsed here.
 func settingsFrom(v SettingsView) (dispatch.Settings, error) {
-	s := dispatch.Settings{Language: v.Language, OrderFieldIDs: v.OrderFieldIDs, ShowBudget: v.ShowBudget, ExecutorUsers: map[int64]int64{}}
+	s := dispatch.Settings{Language: v.Language, OrderFieldIDs: v.OrderFieldIDs, ShowBudget: v.ShowBudget, ExecutorUsers: map[int64]int64{},
+		ContactPolicy: dispatch.ContactPolicy(v.ContactPolicy)}
 	for _, r := range v.Rules {
-		s.Rules = append(s.Rules, dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: r.TriggerStageIDs,
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID})
+		rule := dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: r.TriggerStageIDs,
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+		for st, stage := range r.StatusStages {
+			if rule.StatusStages == nil {
+				rule.StatusStages = map[dispatch.OrderStatus]int64{}
+			}
+			rule.StatusStages[dispatch.OrderStatus(st)] = stage
+		}
+		if r.StatusButtons != nil {
+			rule.StatusButtons = []dispatch.OrderStatus{}
+			for _, st := range r.StatusButtons {
+				rule.StatusButtons = append(rule.StatusButtons, dispatch.OrderStatus(st))
+			}
+		}
+		s.Rules = append(s.Rules, rule)
 	}
 	for tgStr, amoUser := range v.ExecutorUsers {
 		tg, err := strconv.ParseInt(tgStr, 10, 64)
@@ -179,11 +221,14 @@ func nonNil(ids []int64) []int64 {
 }
 
 func dealView(d service.Deal) DealView {
-	v := DealView{LeadID: d.LeadID, TargetChatID: d.TargetChatID}
+	v := DealView{LeadID: d.LeadID, TargetChatID: d.TargetChatID, Timeline: []EventView{}}
+	for _, e := range d.Timeline {
+		v.Timeline = append(v.Timeline, EventView{OrderID: e.OrderID, Kind: e.Kind, Actor: e.Actor, At: e.At})
+	}
 	if o := d.Order; o != nil {
 		v.Order = &OrderView{ID: o.ID, Status: string(o.Status), Chat: ChatRef{ID: o.ChatID, Title: d.ChatTitle}, MessageID: o.MessageID,
 			CreatedAt: o.CreatedAt, TakenAt: o.TakenAt, FailReason: o.FailReason}
-		if o.Status == dispatch.OrderTaken {
+		if o.Assigned() {
 			v.Order.Executor = &ExecutorView{TelegramID: o.ExecutorID, Name: o.ExecutorName, Username: o.ExecutorUsername}
 		}
 	}

@@ -225,6 +225,23 @@ func TestSandboxBrowser(t *testing.T) {
 	// The toast would cover the views in the screenshots.
 	eval[bool](t, br, `document.getElementById('toast').hidden = true`)
 	br.screenshot(t, postSel, "sandbox_group_taken")
+
+	// Ivan's card: the order with the contact and the status buttons.
+	cardMsg := br.waitInt(t, "Ivan's card with status buttons", `(function(){
+		var m = Array.from(document.querySelectorAll('#private .msg--bot')).filter(function(m){ return m.querySelector('.kb[data-data^="s:s"]'); }).pop();
+		return m ? Number(m.getAttribute('data-id')) : 0; })()`)
+	cardSel := fmt.Sprintf(`#private .msg[data-id="%d"]`, cardMsg)
+	br.screenshot(t, cardSel, "sandbox_executor_card")
+	// "▶️ Приступил": the card shows the status, the deal moves to "В работе"
+	// and gets the note.
+	br.run(t, chromedp.Click(chromedp.CSS(cardSel+` .kb[data-data^="s:s"]`)))
+	br.waitText(t, "#toast", ivan.Name+":", false)
+	br.waitText(t, cardSel+" .msg__text", "Статус: приступил", false)
+	br.waitText(t, fmt.Sprintf(`.column[data-stage="%d"] %s`, st.Stages[3].ID, card), lead.Name, false)
+	br.waitText(t, "#deal-notes", "Иван Петров (@ivan_courier): приступил", false)
+	br.waitText(t, ".amodispatch-timeline", "приступил", true)
+	eval[bool](t, br, `document.getElementById('toast').hidden = true`)
+	br.screenshot(t, cardSel, "sandbox_executor_card_started")
 	br.screenshot(t, "#deal-section", "sandbox_deal_card")
 	br.screenshotScaled(t, ".layout", "sandbox", 0.8)
 	if errs := eval[[]string](t, br, `document.getElementById('card-frame').contentWindow.__widgetErrors || []`); len(errs) > 0 {
@@ -235,7 +252,24 @@ func TestSandboxBrowser(t *testing.T) {
 	br.run(t, chromedp.Click(chromedp.CSS("#lang")))
 	br.waitText(t, "#board-section h2", "Deals", false)
 	br.waitText(t, "#deal-fields", "Stage", false)
-	br.waitText(t, ".amodispatch-order", "Taken by Иван Петров", true)
+	br.waitText(t, ".amodispatch-order", "Иван Петров @ivan_courier started the work", true)
+	br.noExceptions(t)
+
+	// The manager unassigns Ivan in the deal card: the deal goes back to the
+	// search with its note, Ivan is told, and the group gets a new post.
+	if !eval[bool](t, br, `(function(){
+		var b = document.getElementById('card-frame').contentDocument.querySelector('.amodispatch-action[data-action="unassign"]');
+		if (b) { b.click(); } return !!b; })()`) {
+		t.Fatal("no Unassign button in the widget panel")
+	}
+	br.waitText(t, fmt.Sprintf(`.column[data-stage="%d"] %s`, st.Stages[1].ID, card), lead.Name, false)
+	br.waitText(t, "#deal-notes", "снят с заказа", false)
+	br.waitText(t, "#private", "Менеджер снял вас с заказа", false)
+	br.waitInt(t, "a new post of the deal in the group", fmt.Sprintf(`(function(){
+		var m = Array.from(document.querySelectorAll('#group .msg--bot')).filter(function(m){ return m.querySelector('.kb[data-data^="t:"]'); }).pop();
+		var id = m ? Number(m.getAttribute('data-id')) : 0;
+		return id !== %d ? id : 0; })()`, post))
+	br.waitText(t, postSel+" .msg__text", "Менеджер снял исполнителя с заказа", false)
 	br.noExceptions(t)
 
 	// The install confirmation page, as the demo's install got it.

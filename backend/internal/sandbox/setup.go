@@ -162,7 +162,9 @@ func (s *Sandbox) setup(ctx context.Context) (*world, error) {
 		"order_field_ids": []int64{fieldKind, fieldAddr, fieldWhen},
 		"show_budget":     true,
 		"rules": []map[string]any{{"pipeline_id": w.pipeline.ID, "trigger_stage_ids": []int64{w.searchID},
-			"found_stage_id": w.foundID, "default_chat_id": w.group.ID}},
+			"found_stage_id": w.foundID, "default_chat_id": w.group.ID,
+			// "▶️ Приступил" moves the deal to "В работе".
+			"status_stages": map[string]int64{"started": stageBase + 4}}},
 		"executor_users": map[string]int64{
 			strconv.FormatInt(w.executors[0].ID, 10): adminID + 1,
 			strconv.FormatInt(w.executors[1].ID, 10): adminID + 2,

@@ -14,6 +14,7 @@ import (
 type DealActions interface {
 	PostNow(ctx context.Context, accountID, leadID int64) error
 	Withdraw(ctx context.Context, accountID, leadID int64) error
+	Unassign(ctx context.Context, accountID, leadID int64) error
 }
 
 // BotLinks gives the widget the bot's deep link.
@@ -107,8 +108,9 @@ type BotLink struct {
 type Deal struct {
 	LeadID       int64
 	TargetChatID int64
-	Order        *dispatch.Order // the latest order; nil if none
-	ChatTitle    string          // of the order's chat
+	Order        *dispatch.Order  // the latest order; nil if none
+	ChatTitle    string           // of the order's chat
+	Timeline     []dispatch.Event // every order of the deal, oldest first
 }
 
 // botLink is the bot's deep link and command for a link code; nil when the
@@ -284,7 +286,8 @@ func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (De
 	if c, err := w.svc.db.Chat(ctx, o.ChatID); err == nil && c.AccountID == a.ID {
 		d.ChatTitle = c.Title
 	}
-	return d, nil
+	d.Timeline, err = w.svc.db.LeadEvents(ctx, a.ID, leadID)
+	return d, err
 }
 
 // SetDealChat chooses this deal's target chat (0 returns to the default).
@@ -308,6 +311,12 @@ func (w *Widget) Post(ctx context.Context, a dispatch.Account, leadID int64) err
 
 func (w *Widget) Withdraw(ctx context.Context, a dispatch.Account, leadID int64) error {
 	return w.actions.Withdraw(ctx, a.ID, leadID)
+}
+
+// Unassign takes the order from its executor: the deal goes back to the
+// search and is posted again, and the executor is told.
+func (w *Widget) Unassign(ctx context.Context, a dispatch.Account, leadID int64) error {
+	return w.actions.Unassign(ctx, a.ID, leadID)
 }
 
 func (w *Widget) Repost(ctx context.Context, a dispatch.Account, leadID int64) error {

@@ -14,25 +14,28 @@ import (
 )
 
 type orderRow struct {
-	ID               string `gorm:"primaryKey"`
-	AccountID        int64
-	LeadID           int64
-	PipelineID       int64
-	StageID          int64
-	ChatID           int64
-	MessageID        int64
-	Status           string
-	Active           bool
-	GroupText        string
-	ExecutorID       int64
-	ExecutorName     string
-	ExecutorUsername string
-	TakenAt          *time.Time
-	FailReason       string
-	LeadUpdatedAt    *time.Time
-	NotedAt          *time.Time
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	ID                string `gorm:"primaryKey"`
+	AccountID         int64
+	LeadID            int64
+	PipelineID        int64
+	StageID           int64
+	ChatID            int64
+	MessageID         int64
+	Status            string
+	Active            bool
+	GroupText         string
+	ExecutorID        int64
+	ExecutorName      string
+	ExecutorUsername  string
+	TakenAt           *time.Time
+	FailReason        string
+	LeadUpdatedAt     *time.Time
+	NotedAt           *time.Time
+	CardMessageID     int64
+	CardText          string
+	PrevResponsibleID int64
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 func (orderRow) TableName() string { return "orders" }
@@ -41,7 +44,8 @@ func (r orderRow) toOrder() dispatch.Order {
 	return dispatch.Order{ID: r.ID, AccountID: r.AccountID, LeadID: r.LeadID, PipelineID: r.PipelineID, StageID: r.StageID,
 		ChatID: r.ChatID, MessageID: int(r.MessageID), Status: dispatch.OrderStatus(r.Status), Active: r.Active,
 		GroupText: r.GroupText, ExecutorID: r.ExecutorID, ExecutorName: r.ExecutorName, ExecutorUsername: r.ExecutorUsername,
-		TakenAt: r.TakenAt, FailReason: r.FailReason, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		TakenAt: r.TakenAt, FailReason: r.FailReason, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		CardMessageID: int(r.CardMessageID), CardText: r.CardText, PrevResponsibleID: r.PrevResponsibleID}
 }
 
 // Tx is one unit of work: store writes and the jobs they cause commit together.
@@ -274,8 +278,8 @@ func (db *DB) UnfinishedOrders(ctx context.Context, accountID int64, since time.
 	var rows []orderRow
 	err := db.gorm.WithContext(ctx).
 		Where("account_id = ? AND ((status = ? AND active) OR "+
-			"(status = ? AND taken_at > ? AND (lead_updated_at IS NULL OR noted_at IS NULL)))",
-			accountID, dispatch.OrderPosting, dispatch.OrderTaken, since.UTC()).
+			"(status IN ? AND taken_at > ? AND (lead_updated_at IS NULL OR noted_at IS NULL)))",
+			accountID, dispatch.OrderPosting, assignedStatuses(), since.UTC()).
 		Order("created_at").Limit(500).Find(&rows).Error
 	if err != nil {
 		return nil, translate(err, "unfinished orders")
@@ -283,8 +287,8 @@ func (db *DB) UnfinishedOrders(ctx context.Context, accountID int64, since time.
 	out := make([]Unfinished, len(rows))
 	for i, r := range rows {
 		out[i] = Unfinished{OrderID: r.ID, Post: r.Status == string(dispatch.OrderPosting),
-			UpdateLead: r.Status == string(dispatch.OrderTaken) && r.LeadUpdatedAt == nil,
-			AddNote:    r.Status == string(dispatch.OrderTaken) && r.NotedAt == nil}
+			UpdateLead: r.Status != string(dispatch.OrderPosting) && r.LeadUpdatedAt == nil,
+			AddNote:    r.Status != string(dispatch.OrderPosting) && r.NotedAt == nil}
 	}
 	return out, nil
 }
@@ -301,4 +305,98 @@ func (db *DB) CountOrders(ctx context.Context, accountID int64) (int64, error) {
 	var n int64
 	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("account_id = ?", accountID).Count(&n).Error
 	return n, translate(err, "count orders")
+}
+
+// MoveAssigned moves an order in an executor's hands to `to` (a status of the
+// executor's path, a release, or the deal ended under them): one conditional
+// UPDATE from the lifecycle, which also demands the order's executor when
+// executorID is not 0 (a press), so of any number of presses one changes the
+// row and a stranger's changes nothing. A release or an end also ends the
+// round (done leaves that to the deal's stage, like the take). It reports the order as it is now and whether this
+// call moved it.
+func (tx *Tx) MoveAssigned(accountID int64, id string, executorID int64, to dispatch.OrderStatus) (dispatch.Order, bool, error) {
+	now := tx.db.utcNow()
+	where, args := "id = ? AND account_id = ?", []any{id, accountID}
+	if executorID != 0 {
+		where, args = where+" AND executor_id = ?", append(args, executorID)
+	}
+	set := map[string]any{"updated_at": now}
+	if to == dispatch.OrderReleased || to == dispatch.OrderEnded {
+		// The deal is searched again or left the flow: a new round may begin.
+		set["active"] = false
+	}
+	moved, err := moveOrder(tx.g, to, false, where, args, set)
+	if err != nil {
+		return dispatch.Order{}, false, translate(err, "move order to "+string(to))
+	}
+	var r orderRow
+	if err := tx.g.Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error; err != nil {
+		return dispatch.Order{}, false, translate(err, "order "+id)
+	}
+	return r.toOrder(), moved, nil
+}
+
+// SetCard records the executor's private card, which status edits rewrite.
+func (db *DB) SetCard(ctx context.Context, id string, messageID int, text string) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ?", id).
+		Updates(map[string]any{"card_message_id": messageID, "card_text": text}).Error
+	return translate(err, "set card")
+}
+
+// SetPrevResponsible records the deal's responsible user before the take,
+// once: a retried write-back reads the deal after its own PATCH.
+func (db *DB) SetPrevResponsible(ctx context.Context, id string, userID int64) error {
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND prev_responsible_id = 0", id).
+		Update("prev_responsible_id", userID).Error
+	return translate(err, "set previous responsible")
+}
+
+// ExecutorOrders lists the orders a Telegram user works on now, newest first.
+func (db *DB) ExecutorOrders(ctx context.Context, telegramID int64) ([]dispatch.Order, error) {
+	var rows []orderRow
+	err := db.gorm.WithContext(ctx).Where("executor_id = ? AND status IN ?", telegramID,
+		statusStrings(dispatch.Sources(dispatch.OrderDone, false))).Order("taken_at DESC").Limit(20).Find(&rows).Error
+	if err != nil {
+		return nil, translate(err, "executor orders")
+	}
+	out := make([]dispatch.Order, len(rows))
+	for i, r := range rows {
+		out[i] = r.toOrder()
+	}
+	return out, nil
+}
+
+// InProgressOrder returns the deal's latest order while its executor works
+// on it, current round or not (the "executor found" move ends the round).
+func (db *DB) InProgressOrder(ctx context.Context, accountID, leadID int64) (dispatch.Order, error) {
+	var r orderRow
+	err := db.gorm.WithContext(ctx).Where("account_id = ? AND lead_id = ? AND status IN ?", accountID, leadID,
+		statusStrings(dispatch.Sources(dispatch.OrderDone, false))).Order("created_at DESC, id DESC").Take(&r).Error
+	if err != nil {
+		return dispatch.Order{}, translate(err, fmt.Sprintf("order in progress of lead %d", leadID))
+	}
+	return r.toOrder(), nil
+}
+
+// LeadUpdated reports whether the take's write-back reached the deal.
+func (db *DB) LeadUpdated(ctx context.Context, id string) (bool, error) {
+	var r orderRow
+	if err := db.gorm.WithContext(ctx).Select("lead_updated_at").Where("id = ?", id).Take(&r).Error; err != nil {
+		return false, translate(err, "order "+id)
+	}
+	return r.LeadUpdatedAt != nil, nil
+}
+
+// assignedStatuses are the statuses of an order an executor took (in hand or done).
+func assignedStatuses() []string {
+	return append(statusStrings(dispatch.Sources(dispatch.OrderDone, false)), string(dispatch.OrderDone))
+}
+
+// SetGroupText stores a re-rendered post of an order not taken yet; it
+// reports whether the text changed.
+func (tx *Tx) SetGroupText(id, text string) (bool, error) {
+	res := tx.g.Model(&orderRow{}).Where("id = ? AND status IN ? AND group_text <> ?", id,
+		[]string{string(dispatch.OrderPosting), string(dispatch.OrderOpen)}, text).
+		Updates(map[string]any{"group_text": text, "updated_at": tx.db.utcNow()})
+	return res.RowsAffected == 1, translate(res.Error, "set group text")
 }

@@ -17,6 +17,7 @@ type settingsRow struct {
 	Language      string
 	OrderFieldIDs string
 	ShowBudget    bool
+	ContactPolicy string
 	UpdatedAt     time.Time
 }
 
@@ -28,6 +29,8 @@ type ruleRow struct {
 	TriggerStageIDs string
 	FoundStageID    int64
 	DefaultChatID   int64
+	StatusStages    string
+	StatusButtons   string
 	UpdatedAt       time.Time
 }
 
@@ -58,7 +61,7 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 	err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Take(&row).Error
 	switch {
 	case err == nil:
-		s.Language, s.ShowBudget = row.Language, row.ShowBudget
+		s.Language, s.ShowBudget, s.ContactPolicy = row.Language, row.ShowBudget, dispatch.ContactPolicy(row.ContactPolicy)
 		if row.OrderFieldIDs != "" {
 			if err := json.Unmarshal([]byte(row.OrderFieldIDs), &s.OrderFieldIDs); err != nil {
 				return s, translate(err, "settings field ids")
@@ -75,6 +78,16 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
 		if err := json.Unmarshal([]byte(r.TriggerStageIDs), &rule.TriggerStageIDs); err != nil {
 			return s, translate(err, "rule stages")
+		}
+		if r.StatusStages != "" {
+			if err := json.Unmarshal([]byte(r.StatusStages), &rule.StatusStages); err != nil {
+				return s, translate(err, "rule status stages")
+			}
+		}
+		if r.StatusButtons != "" {
+			if err := json.Unmarshal([]byte(r.StatusButtons), &rule.StatusButtons); err != nil {
+				return s, translate(err, "rule status buttons")
+			}
 		}
 		s.Rules = append(s.Rules, rule)
 	}
@@ -98,7 +111,8 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 		fields = string(b)
 	}
 	err := db.transaction(ctx, func(tx *gorm.DB) error {
-		row := settingsRow{AccountID: s.AccountID, Language: s.Language, OrderFieldIDs: fields, ShowBudget: s.ShowBudget, UpdatedAt: now}
+		row := settingsRow{AccountID: s.AccountID, Language: s.Language, OrderFieldIDs: fields, ShowBudget: s.ShowBudget,
+			ContactPolicy: string(s.ContactPolicy), UpdatedAt: now}
 		if err := tx.Clauses(clause.OnConflict{UpdateAll: true}).Create(&row).Error; err != nil {
 			return err
 		}
@@ -107,8 +121,17 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 		}
 		for _, r := range s.Rules {
 			stages, _ := json.Marshal(nonNil(r.TriggerStageIDs))
-			if err := tx.Create(&ruleRow{AccountID: s.AccountID, PipelineID: r.PipelineID, TriggerStageIDs: string(stages),
-				FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, UpdatedAt: now}).Error; err != nil {
+			row := ruleRow{AccountID: s.AccountID, PipelineID: r.PipelineID, TriggerStageIDs: string(stages),
+				FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, UpdatedAt: now}
+			if len(r.StatusStages) > 0 {
+				b, _ := json.Marshal(r.StatusStages)
+				row.StatusStages = string(b)
+			}
+			if r.StatusButtons != nil {
+				b, _ := json.Marshal(r.StatusButtons)
+				row.StatusButtons = string(b)
+			}
+			if err := tx.Create(&row).Error; err != nil {
 				return err
 			}
 		}

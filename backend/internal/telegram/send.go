@@ -113,6 +113,12 @@ func (b *Client) SendHTML(ctx context.Context, chatID int64, html string, rows [
 // EditHTML replaces a message's text and removes its keyboard. An identical
 // edit ("message is not modified") counts as success.
 func (b *Client) EditHTML(ctx context.Context, chatID int64, messageID int, html string) error {
+	return b.EditHTMLButtons(ctx, chatID, messageID, html, nil)
+}
+
+// EditHTMLButtons replaces a message's text and its keyboard (nil rows
+// remove it), at the chat's pace like every send.
+func (b *Client) EditHTMLButtons(ctx context.Context, chatID int64, messageID int, html string, rows [][]Button) error {
 	if err := b.pace.wait(ctx, chatID); err != nil {
 		return err
 	}
@@ -120,7 +126,7 @@ func (b *Client) EditHTML(ctx context.Context, chatID int64, messageID int, html
 	defer cancel()
 	disabled := true
 	_, err := b.api.EditMessageText(ctx, &botapi.EditMessageTextParams{
-		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML,
+		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
 	return classify(err)

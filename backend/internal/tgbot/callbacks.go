@@ -17,13 +17,20 @@ func executorOf(u models.User) dispatch.Executor {
 
 // answerKeys is what the presser reads for each outcome of a press.
 var answerKeys = map[flow.Outcome]string{
-	flow.Won:            "cb.yours",
-	flow.WonOpenBot:     "cb.yours_start",
-	flow.AlreadyYours:   "cb.already_yours",
-	flow.AlreadyTaken:   "cb.taken",
-	flow.ContactSent:    "cb.contact_sent",
-	flow.ContactOpenBot: "cb.open_bot",
-	flow.Closed:         "cb.closed",
+	flow.Won:                 "cb.yours",
+	flow.WonOpenBot:          "cb.yours_start",
+	flow.AlreadyYours:        "cb.already_yours",
+	flow.AlreadyTaken:        "cb.taken",
+	flow.ContactSent:         "cb.contact_sent",
+	flow.ContactOpenBot:      "cb.open_bot",
+	flow.Closed:              "cb.closed",
+	flow.ContactExecutorOnly: "cb.executor_only",
+	flow.StatusSaved:         "cb.status_saved",
+	flow.StatusAlready:       "cb.status_already",
+	flow.NotYours:            "cb.not_yours",
+	flow.ReleaseAsk:          "cb.release_ask",
+	flow.Released:            "cb.released",
+	flow.ReleaseKept:         "cb.release_kept",
 }
 
 // onCallback answers a button press. The answer never waits on amoCRM or on
@@ -60,6 +67,10 @@ func (b *Handler) onCallback(ctx context.Context, q *models.CallbackQuery) error
 	switch {
 	case strings.HasPrefix(q.Data, flow.ActionTake):
 		res, err = b.o.Orders.Take(ctx, chatID, messageID, strings.TrimPrefix(q.Data, flow.ActionTake), user)
+	case strings.HasPrefix(q.Data, flow.ActionStatus):
+		// The executor's private card: the presser must be the order's
+		// executor, which flow checks; the chat proves nothing here.
+		res, err = b.o.Orders.StatusPress(ctx, strings.TrimPrefix(q.Data, flow.ActionStatus), user)
 	case strings.HasPrefix(q.Data, flow.ActionPhone):
 		res, err = b.o.Orders.RequestContact(ctx, chatID, messageID, strings.TrimPrefix(q.Data, flow.ActionPhone), user)
 	default:

@@ -66,6 +66,9 @@ func (b *Handler) onMessage(ctx context.Context, m *models.Message) error {
 		if cmd == "start" {
 			return b.onPrivateStart(ctx, m, arg)
 		}
+		if cmd == "my" {
+			return b.o.Orders.Mine(ctx, executorOf(*m.From), m.ID)
+		}
 		if cmd == "link" {
 			return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.not_group"))
 		}

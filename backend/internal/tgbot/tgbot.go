@@ -51,6 +51,10 @@ type Orders interface {
 	Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (flow.PressResult, error)
 	RequestContact(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (flow.PressResult, error)
 	StartToken(ctx context.Context, user dispatch.Executor, token string) error
+	// StatusPress is a button of the executor's private card (data after
+	// flow.ActionStatus); Mine answers /my.
+	StatusPress(ctx context.Context, data string, user dispatch.Executor) (flow.PressResult, error)
+	Mine(ctx context.Context, user dispatch.Executor, messageID int) error
 }
 
 // Client is the part of the Telegram client that handling uses.

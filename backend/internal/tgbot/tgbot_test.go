@@ -49,6 +49,21 @@ type fakeOrders struct {
 	t             *testing.T
 	take, contact func(orderID string) (flow.PressResult, error)
 	startToken    func(token string) error
+	status        func(data string) (flow.PressResult, error)
+	mine          func(telegramID int64) error
+}
+
+func (o fakeOrders) StatusPress(_ context.Context, data string, _ dispatch.Executor) (flow.PressResult, error) {
+	if o.status == nil {
+		o.t.Fatal("StatusPress called")
+	}
+	return o.status(data)
+}
+func (o fakeOrders) Mine(_ context.Context, u dispatch.Executor, _ int) error {
+	if o.mine == nil {
+		o.t.Fatal("Mine called")
+	}
+	return o.mine(u.TelegramID)
 }
 
 func (o fakeOrders) Take(_ context.Context, _ int64, _ int, id string, _ dispatch.Executor) (flow.PressResult, error) {
@@ -121,6 +136,13 @@ func TestPressAnswers(t *testing.T) {
 		{data: "p:o1", res: flow.PressResult{Outcome: flow.AlreadyTaken}, key: "cb.taken"},
 		{data: "p:o1", res: flow.PressResult{Outcome: flow.Closed}, key: "cb.closed"},
 		{data: "x:o1", key: "cb.closed"}, // a button of an older version
+		{data: "s:wo1", res: flow.PressResult{Outcome: flow.StatusSaved}, key: "cb.status_saved"},
+		{data: "s:wo1", res: flow.PressResult{Outcome: flow.StatusAlready}, key: "cb.status_already"},
+		{data: "s:wo1", res: flow.PressResult{Outcome: flow.NotYours}, key: "cb.not_yours"},
+		{data: "s:ro1", res: flow.PressResult{Outcome: flow.ReleaseAsk}, key: "cb.release_ask"},
+		{data: "s:Ro1", res: flow.PressResult{Outcome: flow.Released}, key: "cb.released"},
+		{data: "s:xo1", res: flow.PressResult{Outcome: flow.ReleaseKept}, key: "cb.release_kept"},
+		{data: "p:o1", res: flow.PressResult{Outcome: flow.ContactExecutorOnly}, key: "cb.executor_only"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s %v %v", tc.data, tc.res.Outcome, tc.err), func(t *testing.T) {
@@ -131,7 +153,8 @@ func TestPressAnswers(t *testing.T) {
 				}
 				return tc.res, tc.err
 			}
-			h := New(Options{Client: c, Orders: fakeOrders{t: t, take: decide, contact: decide}})
+			status := func(data string) (flow.PressResult, error) { return decide(data[1:]) }
+			h := New(Options{Client: c, Orders: fakeOrders{t: t, take: decide, contact: decide, status: status}})
 			err := h.handle(context.Background(), press(tc.data, tc.data))
 			if (err != nil) != tc.wantErr {
 				t.Errorf("handle: %v, want error %v", err, tc.wantErr)
@@ -263,4 +286,23 @@ type takeRecorder struct {
 func (r takeRecorder) Take(_ context.Context, chatID int64, messageID int, _ string, _ dispatch.Executor) (flow.PressResult, error) {
 	r.take(chatID, messageID)
 	return flow.PressResult{Outcome: flow.Won}, nil
+}
+
+// /my in the private chat asks the flow for the user's open orders; in a
+// group it is not a command of this bot.
+func TestMyCommand(t *testing.T) {
+	var asked []int64
+	h := New(Options{Client: &fakeClient{}, Chats: fakeChats{}, Orders: fakeOrders{t: t, mine: func(id int64) error {
+		asked = append(asked, id)
+		return nil
+	}}})
+	if err := h.handle(context.Background(), message(42, models.ChatTypePrivate, "/my")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.handle(context.Background(), message(-100, models.ChatTypeSupergroup, "/my")); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 1 {
+		t.Errorf("/my asked the flow %d times, want once (private only)", len(asked))
+	}
 }
