@@ -101,6 +101,18 @@ func TestBodyLimitsOnEveryDoor(t *testing.T) {
 			o, err := b.Store().ActiveOrder(ctx, ta.acc.ID, open.ID)
 			return err == nil && o.MessageID != 0
 		})
+		// A deal with an executor, for the deal card's Unassign.
+		taken := ta.newLead(t, e, "Kappa taken")
+		ta.toSearch(t, e, taken.ID)
+		post := ta.postedOrder(t, b, taken.ID)
+		courier := e.tg.AddUser("Kappa", "Courier", "kappa_courier")
+		if _, err := e.tg.PressButton(ta.group.ID, post.MessageID, courier.ID, "t:"+post.ID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "order taken", func() bool {
+			o, err := b.Store().LatestOrder(ctx, ta.acc.ID, taken.ID)
+			return err == nil && o.ExecutorID == courier.ID
+		})
 		settle := func() {
 			t.Helper()
 			if err := e.amo.WaitDeliveries(5 * time.Second); err != nil {
@@ -156,6 +168,7 @@ func TestBodyLimitsOnEveryDoor(t *testing.T) {
 			"POST /api/widget/deals/:lead/post":     {deal(fresh.ID, "post"), widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},
 			"POST /api/widget/deals/:lead/withdraw": {deal(open.ID, "withdraw"), widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},
 			"POST /api/widget/deals/:lead/repost":   {deal(open.ID, "repost"), widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},
+			"POST /api/widget/deals/:lead/unassign": {deal(taken.ID, "unassign"), widget, httpapi.MaxWidgetBody, padded("{", " ", "}")},
 		}
 		routes := routeKeys(b, "/", "POST", "PUT", "PATCH", "DELETE")
 		checkCovered(t, routes, doors)
@@ -212,7 +225,8 @@ func TestBodyLimitsOnEveryDoor(t *testing.T) {
 		eventually(t, "the webhooks at the limit stored", func() bool {
 			n, _ := b.Store().MaxUpdateID(ctx)
 			events, _ := b.Flow().EventsReceived(ctx, ta.acc.ID)
-			return n == 910000001 && events == eventsBefore+1
+			// At least: Unassign's write-back comes back from amoCRM as events too.
+			return n == 910000001 && events >= eventsBefore+1
 		})
 		if st, _ := b.Store().Settings(ctx, ta.acc.ID); st.Language != "en" {
 			t.Errorf("settings of exactly %d bytes not saved: %+v", httpapi.MaxWidgetBody, st)
