@@ -78,8 +78,10 @@ type Options struct {
 // SharedLimiter books request slots of an account for all processes.
 type SharedLimiter interface {
 	// Reserve books the account's next slot, at least gap after the one
-	// before, and returns how long to wait for it.
-	Reserve(ctx context.Context, accountID int64, gap time.Duration) (time.Duration, error)
+	// before, and returns how long to wait for it. With maxWait > 0 a slot
+	// further away than that is not booked: booked is false and the wait
+	// says when the next one comes.
+	Reserve(ctx context.Context, accountID int64, gap, maxWait time.Duration) (wait time.Duration, booked bool, err error)
 	// Hold moves the account's next slot to at least d from now (amoCRM's
 	// Retry-After).
 	Hold(ctx context.Context, accountID int64, d time.Duration) error
@@ -209,10 +211,14 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 	if l == nil {
 		return nil
 	}
+	maxWait := maxWaitOf(ctx)
 	c.mu.Lock()
 	until := c.paused[l]
 	c.mu.Unlock()
 	if d := until.Sub(c.now()); d > 0 {
+		if maxWait > 0 && d > maxWait {
+			return &BusyError{After: d}
+		}
 		if err := c.sleep(ctx, d); err != nil {
 			return err
 		}
@@ -225,8 +231,11 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 		// amoCRM with different delays, and slots exactly 1/7 s apart then
 		// put an eighth request into some second.
 		gap := time.Duration(1.05 * float64(time.Second) / float64(l.local.Limit()))
-		d, err := c.shared.Reserve(ctx, l.id, gap)
+		d, booked, err := c.shared.Reserve(ctx, l.id, gap, maxWait)
 		if err == nil {
+			if !booked {
+				return &BusyError{After: d}
+			}
 			if d <= 0 {
 				return nil
 			}
@@ -248,6 +257,10 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 	d := r.DelayFrom(now)
 	if d <= 0 {
 		return nil
+	}
+	if maxWait > 0 && d > maxWait {
+		r.CancelAt(now)
+		return &BusyError{After: d}
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
 		// Give the token back: we will not use it, and a later call might.
@@ -342,8 +355,8 @@ func (c *Client) send(ctx context.Context, origin string, lim *accountLimit, req
 		}
 		delay := backoff(attempt)
 		if hasAfter {
-			if retryAfter > maxRetryAfter {
-				return nil, err
+			if maxWait := maxWaitOf(ctx); retryAfter > maxRetryAfter || maxWait > 0 && retryAfter > maxWait {
+				return nil, err // the caller comes back after e.RetryAfter
 			}
 			delay = retryAfter
 		}

@@ -13,6 +13,10 @@ import (
 // second overall, 20 a minute per group and one a second per private chat.
 // It only spaces this process's calls; a 429 from Telegram is still honoured
 // by the caller (several replicas share one bot).
+//
+// A caller waits here for at most maxPaceWait: a later turn is a
+// RetryAfterError, so a job gives its worker back and is snoozed until then
+// instead of sleeping on a worker that another account's post needs.
 type pacer struct {
 	global *rate.Limiter
 	mu     sync.Mutex
@@ -25,6 +29,7 @@ const (
 	groupPerWindow = 20
 	groupWindow    = time.Minute + time.Second
 	privateWindow  = time.Second + 50*time.Millisecond
+	maxPaceWait    = time.Second
 )
 
 func newPacer() *pacer {
@@ -46,7 +51,21 @@ func (p *pacer) wait(ctx context.Context, chatID int64) error {
 	if err := w.wait(ctx); err != nil {
 		return err
 	}
-	return p.global.Wait(ctx)
+	r := p.global.Reserve()
+	if d := r.Delay(); d > maxPaceWait {
+		r.Cancel()
+		return fmt.Errorf("telegram pace: %w", &RetryAfterError{After: d})
+	} else if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			r.Cancel()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // window grants at most n calls in any span of per. A token bucket with a
@@ -74,8 +93,9 @@ func (w *window) wait(ctx context.Context) error {
 		}
 		wait := w.times[0].Add(w.per).Sub(now)
 		w.mu.Unlock()
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			// Fail now rather than after a wait that cannot end in time,
+		dl, ok := ctx.Deadline()
+		if wait > maxPaceWait || ok && time.Until(dl) < wait {
+			// Fail now rather than sleep on a worker (or past the deadline),
 			// saying when to come back: a job snoozes until then.
 			return fmt.Errorf("telegram pace: %w", &RetryAfterError{After: wait})
 		}

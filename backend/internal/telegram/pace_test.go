@@ -34,3 +34,24 @@ func TestGroupWindowNeverCrossesTwentyAMinute(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// No caller sleeps in the pacer for more than about a second: a later turn
+// comes back at once as a retry-after, so a job can give its worker back.
+func TestPaceNeverHoldsACallerLong(t *testing.T) {
+	p := newPacer()
+	ctx := context.Background() // no deadline: only the pacer's own bound
+	for range 20 {
+		if err := p.wait(ctx, -300); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err := p.wait(ctx, -300)
+	var ra *RetryAfterError
+	if !errors.As(err, &ra) || ra.After < 30*time.Second {
+		t.Fatalf("21st send in a minute without a deadline: %v, want a retry after most of a minute", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("the refusal took %v, want at once", d)
+	}
+}
