@@ -29,7 +29,7 @@ const (
 	groupPerWindow = 20
 	groupWindow    = time.Minute + time.Second
 	privateWindow  = time.Second + 50*time.Millisecond
-	maxPaceWait    = time.Second
+	maxPaceWait    = privateWindow + 150*time.Millisecond // a private chat's next second waits
 )
 
 func newPacer() *pacer {
