@@ -144,6 +144,7 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 	cfg := &river.Config{
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}},
 		Workers:      workers,
+		Middleware:   []rivertype.Middleware{newFairShare(o.Workers)},
 		Logger:       o.Log.With("component", "river"),
 		ErrorHandler: errorLogger{log: o.Log},
 		JobTimeout:   time.Minute,
@@ -229,12 +230,24 @@ func (f *Flow) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop lets running jobs finish (bounded by ctx), then closes the listener pool.
+// stopGrace is how long Stop lets running jobs finish before it cancels
+// them. No job sleeps in a limiter for longer than about a second, so a job
+// in hand usually ends within it; a cancelled one is retried, here after a
+// restart or at once by another replica.
+const stopGrace = 2 * time.Second
+
+// Stop lets running jobs finish for stopGrace (or less, as ctx allows),
+// cancels the ones left, then closes the listener pool. Queued jobs stay in
+// the database for the next start or another replica.
 func (f *Flow) Stop(ctx context.Context) error {
 	f.intake.close(ctx)
-	err := f.river.Stop(ctx)
+	soft, cancel := context.WithTimeout(ctx, stopGrace)
+	err := f.river.Stop(soft)
+	cancel()
 	if err != nil {
-		err = errors.Join(err, f.river.StopAndCancel(context.Background()))
+		hard, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
+		err = f.river.StopAndCancel(hard)
+		cancel()
 	}
 	if f.pgPool != nil {
 		f.pgPool.Close()
@@ -289,6 +302,10 @@ func outcome(err error) error {
 	var ra *telegram.RetryAfterError
 	if errors.As(err, &ra) {
 		return river.JobSnooze(ra.After)
+	}
+	var busy *amocrm.BusyError
+	if errors.As(err, &busy) {
+		return river.JobSnooze(busy.After)
 	}
 	var ae *amocrm.Error
 	if errors.As(err, &ae) {

@@ -31,6 +31,15 @@ type DispatchLeadArgs struct {
 
 func (DispatchLeadArgs) Kind() string { return "dispatch_lead" }
 
+// DispatchLeadsArgs dispatches a page of an account's deals from one read
+// (a bulk edit larger than a page).
+type DispatchLeadsArgs struct {
+	AccountID int64              `json:"account_id"`
+	Leads     []DispatchLeadArgs `json:"leads"`
+}
+
+func (DispatchLeadsArgs) Kind() string { return "dispatch_leads" }
+
 type PostOrderArgs struct {
 	OrderID string `json:"order_id"`
 }
@@ -143,6 +152,9 @@ func (f *Flow) register(w *river.Workers) {
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[DispatchLeadArgs]) error {
 		return outcome(f.dispatchLead(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[DispatchLeadsArgs]) error {
+		return outcome(f.dispatchLeads(ctx, j.Args.AccountID, j.Args.Leads))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[PostOrderArgs]) error {
 		return outcome(f.postOrder(ctx, j.Args.OrderID))

@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
+	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+)
+
+// bulkStatusHook is the one webhook amoCRM sends for a bulk edit that moved
+// every lead from one stage to another.
+func bulkStatusHook(accountID int64, sub string, leads []fakeamocrm.Lead, pipeline, from, to int64) string {
+	form := url.Values{"account[id]": {fmt.Sprint(accountID)}, "account[subdomain]": {sub}}
+	for i, l := range leads {
+		p := fmt.Sprintf("leads[status][%d]", i)
+		form.Set(p+"[id]", fmt.Sprint(l.ID))
+		form.Set(p+"[status_id]", fmt.Sprint(to))
+		form.Set(p+"[pipeline_id]", fmt.Sprint(pipeline))
+		form.Set(p+"[old_status_id]", fmt.Sprint(from))
+		form.Set(p+"[old_pipeline_id]", fmt.Sprint(pipeline))
+	}
+	return form.Encode()
+}
+
+// moveSilently moves deals in the fake without the per-deal webhooks, so the
+// test can send amoCRM's single bulk webhook for them instead.
+func moveSilently(t testing.TB, e *env, accountID int64, leads []fakeamocrm.Lead, to int64) {
+	t.Helper()
+	if err := e.amo.WaitDeliveries(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.amo.DropNextDeliveries(2 * len(leads)) // status_lead and update_lead of each move
+	for _, l := range leads {
+		if err := e.amo.MoveLead(accountID, l.ID, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.amo.WaitDeliveries(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// postedAt is when the first order post reached a chat (zero if none yet).
+func postedAt(e *env, chatID int64) time.Time {
+	for _, c := range e.tg.Calls("sendMessage") {
+		if n, _ := c.Int("chat_id"); n == chatID && c.OK && strings.Contains(fmt.Sprint(c.Params["reply_markup"]), "t:") {
+			return c.Time
+		}
+	}
+	return time.Time{}
+}
+
+func floodAnswers(e *env) int {
+	n := 0
+	for _, c := range e.tg.AllCalls() {
+		if c.Status == http.StatusTooManyRequests {
+			n++
+		}
+	}
+	return n
+}
+
+// One account's bulk edit of 60 deals (one webhook listing them all, posted
+// into one group at 20 a minute) does not hold up another account: its order
+// is posted within max(3 s, 3× its idle latency). The bulk is read in pages,
+// not one request per deal, within amoCRM's 7 requests a second, and no send
+// meets Telegram's flood control.
+func TestBulkDoesNotStarveAnotherAccount(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind)
+		b := e.start()
+		bulk := newTenant(t, e, b, 71000000, "bulk", "ru", 7100)
+		other := newTenant(t, e, b, 72000000, "other", "ru", 7200)
+		e.tg.EnableFloodControl(faketelegram.DefaultFloodLimits())
+		ctx := context.Background()
+
+		// The other account's idle latency: webhook → post.
+		first := other.newLead(t, e, "Один")
+		start := time.Now()
+		other.toSearch(t, e, first.ID)
+		other.postedOrder(t, b, first.ID)
+		idle := time.Since(start)
+
+		var leads []fakeamocrm.Lead
+		for i := range 60 {
+			leads = append(leads, bulk.newLead(t, e, fmt.Sprintf("Массовый %d", i)))
+		}
+		second := other.newLead(t, e, "Два")
+		moveSilently(t, e, bulk.acc.ID, leads, bulk.statusByIndex(1))
+		reads := len(e.amo.Requests(fakeamocrm.RequestFilter{AccountID: bulk.acc.ID, Method: "GET", Path: "/api/v4/leads*"}))
+		hitsBefore := e.amo.RateLimitHits(bulk.acc.ID)
+
+		hook := e.amo.Webhooks(bulk.acc.ID)[0].Destination
+		status, body := post(t, hook, "application/x-www-form-urlencoded",
+			bulkStatusHook(bulk.acc.ID, "bulk", leads, bulk.pipeline, bulk.statusByIndex(0), bulk.statusByIndex(1)))
+		if status != http.StatusOK {
+			t.Fatalf("bulk webhook: HTTP %d: %s", status, body)
+		}
+		// Let the bulk's jobs take the workers, as they would in production.
+		eventually(t, "the bulk's first posts", func() bool { return len(orderPosts(e, bulk.group.ID)) >= 5 })
+
+		start = time.Now()
+		other.toSearch(t, e, second.ID)
+		limit := max(3*time.Second, 3*idle)
+		eventuallyFor(t, limit+5*time.Second, "the other account's post", func() bool {
+			o, err := b.Store().ActiveOrder(ctx, other.acc.ID, second.ID)
+			return err == nil && o.MessageID != 0
+		})
+		waited := time.Since(start)
+		t.Logf("other account: idle %v, beside the bulk %v (limit %v)", idle.Round(time.Millisecond), waited.Round(time.Millisecond), limit)
+		if waited > limit {
+			t.Fatalf("another account's order waited %v beside a bulk of 60, want ≤ %v", waited, limit)
+		}
+
+		// The group's minute also holds the bot's link confirmation.
+		eventually(t, "19 of the bulk posted", func() bool { return len(orderPosts(e, bulk.group.ID)) >= 19 })
+		eventually(t, "every deal of the bulk has an order", func() bool {
+			for _, l := range leads {
+				if _, err := b.Store().ActiveOrder(ctx, bulk.acc.ID, l.ID); err != nil {
+					return false
+				}
+			}
+			return true
+		})
+		if n := len(e.amo.Requests(fakeamocrm.RequestFilter{AccountID: bulk.acc.ID, Method: "GET", Path: "/api/v4/leads*"})) - reads; n > 3 {
+			t.Errorf("the bulk of 60 cost %d deal reads, want a page", n)
+		}
+		if hits := e.amo.RateLimitHits(bulk.acc.ID) - hitsBefore; hits > 0 {
+			t.Errorf("amoCRM answered 429 %d times", hits)
+		}
+		if n := floodAnswers(e); n > 0 {
+			t.Errorf("Telegram answered 429 %d times", n)
+		}
+	})
+}
+
+// SIGTERM ends a backend with a backlog within 5 s; nothing is lost: after a
+// restart every deal of the backlog has its order, and the posts the
+// group's pace allows go out.
+func TestSigtermWithABacklog(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind)
+		db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
+		proxy := e.newProxy(t)
+		p := e.startProc(t, "first", nil)
+		proxy.set(p)
+		tns := []*procTenant{setupProcTenant(t, e, db, 73000000, "backlog", 1), setupProcTenant(t, e, db, 74000000, "beside", 1)}
+		sizes := []int{60, 15}
+		leads := make([][]fakeamocrm.Lead, len(tns))
+		for k, tn := range tns {
+			for i := range sizes[k] {
+				leads[k] = append(leads[k], tn.newLead(t, e, tn.pipes[0], fmt.Sprintf("Очередь %d", i)))
+			}
+			moveSilently(t, e, tn.acc.ID, leads[k], tn.pipes[0].search)
+		}
+		for k, tn := range tns {
+			hook := e.amo.Webhooks(tn.acc.ID)[0].Destination
+			status, body := post(t, hook, "application/x-www-form-urlencoded",
+				bulkStatusHook(tn.acc.ID, tn.acc.Subdomain, leads[k], tn.pipes[0].id, tn.pipes[0].first, tn.pipes[0].search))
+			if status != http.StatusOK {
+				t.Fatalf("bulk webhook: HTTP %d: %s", status, body)
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // work under way
+		began := time.Now()
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no exit 30 s after SIGTERM")
+		}
+		took := time.Since(began)
+		t.Logf("exited %v after SIGTERM (%v)", took.Round(time.Millisecond), p.err)
+		if took > 5*time.Second {
+			t.Fatalf("SIGTERM with a backlog took %v, want ≤ 5 s", took)
+		}
+		if p.err != nil {
+			t.Errorf("exit after SIGTERM: %v", p.err)
+		}
+
+		p2 := e.startProc(t, "second", nil)
+		proxy.set(p2)
+		ctx := context.Background()
+		eventuallyFor(t, 60*time.Second, "every deal of the backlog has an order", func() bool {
+			for k, tn := range tns {
+				for _, l := range leads[k] {
+					if _, err := db.ActiveOrder(ctx, tn.acc.ID, l.ID); err != nil {
+						return false
+					}
+				}
+			}
+			return true
+		})
+		eventuallyFor(t, 60*time.Second, "the deals beside the bulk posted", func() bool {
+			return postedCount(ctx, db, tns[1].acc.ID, leads[1]) == len(leads[1])
+		})
+		// The group's first minute: 20 sends less the bot's link confirmation.
+		eventuallyFor(t, 60*time.Second, "the bulk's first minute posted", func() bool {
+			return postedCount(ctx, db, tns[0].acc.ID, leads[0]) >= 19
+		})
+		p2.stop(t)
+	})
+}
+
+func postedCount(ctx context.Context, db *store.DB, accountID int64, leads []fakeamocrm.Lead) int {
+	n := 0
+	for _, l := range leads {
+		if o, err := db.ActiveOrder(ctx, accountID, l.ID); err == nil && o.MessageID != 0 {
+			n++
+		}
+	}
+	return n
+}
