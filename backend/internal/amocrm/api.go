@@ -206,6 +206,9 @@ func (a *API) ListLeads(ctx context.Context, filter LeadFilter) ([]Lead, error) 
 	if filter.WithContacts {
 		q.Set("with", "contacts")
 	}
+	if !filter.UpdatedFrom.IsZero() {
+		q.Set("filter[updated_at][from]", strconv.FormatInt(filter.UpdatedFrom.Unix(), 10))
+	}
 	return listAll[Lead](ctx, a, "/api/v4/leads", q, "leads")
 }
 

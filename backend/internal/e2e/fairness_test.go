@@ -220,3 +220,34 @@ func postedCount(ctx context.Context, db *store.DB, accountID int64, leads []fak
 	}
 	return n
 }
+
+// With default settings (the real binary, no RECONCILE_INTERVAL), a deal
+// whose webhook amoCRM lost is posted within 90 s, and an idle account's
+// reconciler passes cost one filtered list request a minute.
+func TestLostWebhookCaughtWithDefaults(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		t.Parallel()
+		e := newEnv(t, kind)
+		db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
+		proxy := e.newProxy(t)
+		p := e.startProc(t, "dispatcher", nil)
+		proxy.set(p)
+		tn := setupProcTenant(t, e, db, 75000000+int64(len(kind))*1000000, "lost"+string(kind), 1)
+		pp := tn.pipes[0]
+		l := tn.newLead(t, e, pp, "Потерянный вебхук")
+		moveSilently(t, e, tn.acc.ID, []fakeamocrm.Lead{l}, pp.search)
+		lost := time.Now()
+		eventuallyFor(t, 90*time.Second, "the lost deal posted", func() bool {
+			o, err := db.ActiveOrder(context.Background(), tn.acc.ID, l.ID)
+			return err == nil && o.MessageID != 0
+		})
+		t.Logf("lost webhook's deal posted %v after the move", time.Since(lost).Round(time.Second))
+		lists := e.amo.Requests(fakeamocrm.RequestFilter{AccountID: tn.acc.ID, Method: "GET", Path: "/api/v4/leads"})
+		for _, r := range lists {
+			if r.Query.Get("filter[updated_at][from]") == "" && r.Query.Get("filter[id][0]") == "" {
+				t.Logf("unfiltered list at %v (a full pass)", r.At.Format(time.TimeOnly))
+			}
+		}
+		p.stop(t)
+	})
+}

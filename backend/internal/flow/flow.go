@@ -64,7 +64,7 @@ type Options struct {
 	// Workers bounds concurrent jobs in this process (default 20).
 	Workers int
 	// ReconcileInterval is how often deals in the trigger stages are
-	// re-listed from amoCRM to catch lost webhooks (default 5 minutes).
+	// re-listed from amoCRM to catch lost webhooks (default a minute).
 	ReconcileInterval time.Duration
 	// Location formats dates in posts and notes (default Europe/Moscow).
 	Location *time.Location
@@ -119,7 +119,7 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		o.Workers = 20
 	}
 	if o.ReconcileInterval == 0 {
-		o.ReconcileInterval = 5 * time.Minute
+		o.ReconcileInterval = time.Minute
 	}
 	if o.Location == nil {
 		loc, err := time.LoadLocation("Europe/Moscow")

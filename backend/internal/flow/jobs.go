@@ -117,7 +117,10 @@ type ReconcileArgs struct{}
 func (ReconcileArgs) Kind() string { return "reconcile" }
 
 type ReconcileAccountArgs struct {
-	AccountID int64 `json:"account_id"`
+	AccountID int64 `json:"account_id" river:"unique"`
+	// Since, when set (Unix seconds), lists only the deals changed since
+	// then: a deal whose webhook was lost was changed when it moved.
+	Since int64 `json:"since,omitempty"`
 }
 
 func (ReconcileAccountArgs) Kind() string { return "reconcile_account" }
@@ -181,6 +184,6 @@ func (f *Flow) register(w *river.Workers) {
 		return f.reconcile(ctx)
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReconcileAccountArgs]) error {
-		return outcome(f.reconcileAccount(ctx, j.Args.AccountID))
+		return outcome(f.reconcileAccount(ctx, j.Args))
 	}))
 }
