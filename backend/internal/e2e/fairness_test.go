@@ -31,6 +31,28 @@ func bulkStatusHook(accountID int64, sub string, leads []fakeamocrm.Lead, pipeli
 	return form.Encode()
 }
 
+// procWorld is an env with one dispatcher process behind the public URL, and
+// the test's own handle on its database.
+func procWorld(t *testing.T, kind dbtest.Kind) (*env, *store.DB, *rrProxy, *proc) {
+	t.Helper()
+	e := newEnv(t, kind)
+	db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
+	proxy := e.newProxy(t)
+	p := e.startProc(t, "first", nil)
+	proxy.set(p)
+	return e, db, proxy, p
+}
+
+// sendBulk sends the bulk webhook moving leads of pipeline pp into its search stage.
+func sendBulk(t *testing.T, e *env, tn *procTenant, pp procPipe, leads []fakeamocrm.Lead) {
+	t.Helper()
+	status, body := post(t, e.amo.Webhooks(tn.acc.ID)[0].Destination, "application/x-www-form-urlencoded",
+		bulkStatusHook(tn.acc.ID, tn.acc.Subdomain, leads, pp.id, pp.first, pp.search))
+	if status != http.StatusOK {
+		t.Fatalf("bulk webhook: HTTP %d: %s", status, body)
+	}
+}
+
 // moveSilently moves deals in the fake without the per-deal webhooks, so the
 // test can send amoCRM's single bulk webhook for them instead.
 func moveSilently(t testing.TB, e *env, accountID int64, leads []fakeamocrm.Lead, to int64) {
@@ -57,6 +79,17 @@ func postedAt(e *env, chatID int64) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// leadReads counts an account's deal reads, single or listed.
+func leadReads(e *env, accountID int64) int {
+	n := 0
+	for _, r := range e.amo.Requests(fakeamocrm.RequestFilter{AccountID: accountID, Method: "GET"}) {
+		if strings.HasPrefix(r.Path, "/api/v4/leads") && !strings.HasPrefix(r.Path, "/api/v4/leads/custom_fields") {
+			n++
+		}
+	}
+	return n
 }
 
 func floodAnswers(e *env) int {
@@ -96,7 +129,7 @@ func TestBulkDoesNotStarveAnotherAccount(t *testing.T) {
 		}
 		second := other.newLead(t, e, "Два")
 		moveSilently(t, e, bulk.acc.ID, leads, bulk.statusByIndex(1))
-		reads := len(e.amo.Requests(fakeamocrm.RequestFilter{AccountID: bulk.acc.ID, Method: "GET", Path: "/api/v4/leads*"}))
+		reads := leadReads(e, bulk.acc.ID)
 		hitsBefore := e.amo.RateLimitHits(bulk.acc.ID)
 
 		hook := e.amo.Webhooks(bulk.acc.ID)[0].Destination
@@ -122,7 +155,8 @@ func TestBulkDoesNotStarveAnotherAccount(t *testing.T) {
 		}
 
 		// The group's minute also holds the bot's link confirmation.
-		eventually(t, "19 of the bulk posted", func() bool { return len(orderPosts(e, bulk.group.ID)) >= 19 })
+		// At about one a second (the chat's pace), with bursts of three.
+		eventuallyFor(t, 45*time.Second, "19 of the bulk posted", func() bool { return len(orderPosts(e, bulk.group.ID)) >= 19 })
 		eventually(t, "every deal of the bulk has an order", func() bool {
 			for _, l := range leads {
 				if _, err := b.Store().ActiveOrder(ctx, bulk.acc.ID, l.ID); err != nil {
@@ -131,8 +165,11 @@ func TestBulkDoesNotStarveAnotherAccount(t *testing.T) {
 			}
 			return true
 		})
-		if n := len(e.amo.Requests(fakeamocrm.RequestFilter{AccountID: bulk.acc.ID, Method: "GET", Path: "/api/v4/leads*"})) - reads; n > 3 {
+		if n := leadReads(e, bulk.acc.ID) - reads; n > 3 {
 			t.Errorf("the bulk of 60 cost %d deal reads, want a page", n)
+			for _, r := range e.amo.Requests(fakeamocrm.RequestFilter{AccountID: bulk.acc.ID, Method: "GET"}) {
+				t.Logf("%s %s?%.80s → %d", r.At.Format("15:04:05.000"), r.Path, r.RawQuery, r.Status)
+			}
 		}
 		if hits := e.amo.RateLimitHits(bulk.acc.ID) - hitsBefore; hits > 0 {
 			t.Errorf("amoCRM answered 429 %d times", hits)
@@ -148,11 +185,7 @@ func TestBulkDoesNotStarveAnotherAccount(t *testing.T) {
 // group's pace allows go out.
 func TestSigtermWithABacklog(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
-		e := newEnv(t, kind)
-		db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
-		proxy := e.newProxy(t)
-		p := e.startProc(t, "first", nil)
-		proxy.set(p)
+		e, db, proxy, p := procWorld(t, kind)
 		tns := []*procTenant{setupProcTenant(t, e, db, 73000000, "backlog", 1), setupProcTenant(t, e, db, 74000000, "beside", 1)}
 		sizes := []int{60, 15}
 		leads := make([][]fakeamocrm.Lead, len(tns))
@@ -163,12 +196,7 @@ func TestSigtermWithABacklog(t *testing.T) {
 			moveSilently(t, e, tn.acc.ID, leads[k], tn.pipes[0].search)
 		}
 		for k, tn := range tns {
-			hook := e.amo.Webhooks(tn.acc.ID)[0].Destination
-			status, body := post(t, hook, "application/x-www-form-urlencoded",
-				bulkStatusHook(tn.acc.ID, tn.acc.Subdomain, leads[k], tn.pipes[0].id, tn.pipes[0].first, tn.pipes[0].search))
-			if status != http.StatusOK {
-				t.Fatalf("bulk webhook: HTTP %d: %s", status, body)
-			}
+			sendBulk(t, e, tn, tn.pipes[0], leads[k])
 		}
 		time.Sleep(500 * time.Millisecond) // work under way
 		began := time.Now()
@@ -227,11 +255,7 @@ func postedCount(ctx context.Context, db *store.DB, accountID int64, leads []fak
 func TestLostWebhookCaughtWithDefaults(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
 		t.Parallel()
-		e := newEnv(t, kind)
-		db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
-		proxy := e.newProxy(t)
-		p := e.startProc(t, "dispatcher", nil)
-		proxy.set(p)
+		e, db, _, p := procWorld(t, kind)
 		tn := setupProcTenant(t, e, db, 75000000+int64(len(kind))*1000000, "lost"+string(kind), 1)
 		pp := tn.pipes[0]
 		l := tn.newLead(t, e, pp, "Потерянный вебхук")
@@ -249,5 +273,48 @@ func TestLostWebhookCaughtWithDefaults(t *testing.T) {
 			}
 		}
 		p.stop(t)
+	})
+}
+
+// A backend restarted in the middle of a posting burst keeps Telegram's
+// pace: the new process sees in the database what the old one sent, so the fake (enforcing Telegram's limits and scoped retry_after)
+// answers no 429.
+func TestNoFloodAcrossARestart(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e, db, proxy, p := procWorld(t, kind)
+		tn := setupProcTenant(t, e, db, 76000000, "flood", 2)
+		e.tg.EnableFloodControl(faketelegram.DefaultFloodLimits())
+		sizes := []int{30, 10}
+		leads := make([][]fakeamocrm.Lead, len(tn.pipes))
+		for k, pp := range tn.pipes {
+			for i := range sizes[k] {
+				leads[k] = append(leads[k], tn.newLead(t, e, pp, fmt.Sprintf("Поток %d-%d", k, i)))
+			}
+			moveSilently(t, e, tn.acc.ID, leads[k], pp.search)
+		}
+		for k, pp := range tn.pipes {
+			sendBulk(t, e, tn, pp, leads[k])
+		}
+		ctx := context.Background()
+		eventuallyFor(t, 30*time.Second, "the burst under way", func() bool {
+			return postedCount(ctx, db, tn.acc.ID, leads[0]) >= 6
+		})
+		// Stopped, not killed: a killed process's running jobs wait for
+		// River's rescuer (70 s); TestCrashExactlyOnce covers kills.
+		p.stop(t)
+		p2 := e.startProc(t, "second", nil)
+		proxy.set(p2)
+		// The group's first minute: 20 sends less the bot's link confirmation.
+		eventuallyFor(t, 60*time.Second, "the first group's minute posted", func() bool {
+			return postedCount(ctx, db, tn.acc.ID, leads[0]) >= 19
+		})
+		eventuallyFor(t, 60*time.Second, "the second group posted", func() bool {
+			return postedCount(ctx, db, tn.acc.ID, leads[1]) == len(leads[1])
+		})
+		time.Sleep(2 * time.Second) // what the new process would still send
+		if n, m := floodAnswers(e), e.tg.SentDuringRetryAfter(); n > 0 || m > 0 {
+			t.Fatalf("Telegram answered 429 %d times (%d sends inside a retry_after)", n, m)
+		}
+		p2.stop(t)
 	})
 }

@@ -91,7 +91,6 @@ func (f *Flow) reconcileAccount(ctx context.Context, args ReconcileAccountArgs) 
 	if err != nil {
 		return err
 	}
-	var params []river.InsertManyParams
 	for _, l := range leads {
 		if _, err := f.db.ActiveOrder(ctx, accountID, l.ID); err == nil {
 			continue
@@ -99,13 +98,15 @@ func (f *Flow) reconcileAccount(ctx context.Context, args ReconcileAccountArgs) 
 			return err
 		}
 		f.log.Info("reconciler found a deal without an order", "account_id", accountID, "lead_id", l.ID)
-		params = append(params, river.InsertManyParams{Args: DispatchLeadArgs{AccountID: accountID, LeadID: l.ID, Reason: "reconcile"}})
+		// Dispatched from the list just read: no second read per deal.
+		unlock := f.lockLead(l.ID)
+		err := f.matchLead(ctx, api, DispatchLeadArgs{AccountID: accountID, LeadID: l.ID, Reason: "reconcile"}, l, false)
+		unlock()
+		if err != nil {
+			return err
+		}
 	}
-	if len(params) == 0 {
-		return nil
-	}
-	_, err = f.river.InsertMany(ctx, params)
-	return err
+	return nil
 }
 
 // unfinishedWindow is how far back the reconciler looks for taken orders
