@@ -175,13 +175,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (c *Client) limiter(accountID int64) *accountLimit {
+func (c *Client) limiter(key int64) *accountLimit {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l, ok := c.limiters[accountID]
+	l, ok := c.limiters[key]
 	if !ok {
-		l = &accountLimit{id: accountID, local: rate.NewLimiter(c.limit, c.burst)}
-		c.limiters[accountID] = l
+		l = &accountLimit{id: key, local: rate.NewLimiter(c.limit, c.burst)}
+		c.limiters[key] = l
 	}
 	return l
 }
@@ -201,7 +201,7 @@ func (c *Client) pause(ctx context.Context, l *accountLimit, until time.Time) {
 	c.mu.Unlock()
 	if c.shared != nil {
 		if err := c.shared.Hold(ctx, l.id, until.Sub(c.now())); err != nil {
-			c.log.Warn("amocrm: shared rate limit: hold failed", "account_id", l.id, "err", err)
+			c.log.Warn("amocrm: shared rate limit: hold failed", "limit_key", l.id, "err", err)
 		}
 	}
 }
@@ -250,7 +250,7 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.log.Warn("amocrm: shared rate limit unavailable, limiting this process only", "account_id", l.id, "err", err)
+		c.log.Warn("amocrm: shared rate limit unavailable, limiting this process only", "limit_key", l.id, "err", err)
 	}
 	now := c.now()
 	r := l.local.ReserveN(now, 1)

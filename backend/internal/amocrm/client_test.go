@@ -413,7 +413,7 @@ func TestRateLimiter(t *testing.T) {
 
 	// Another account has its own bucket; the same account shares one.
 	before := env.clock.Total()
-	if _, err := env.c.Account("test.amocrm.ru", 2, &fakeTS{token: "t"}).GetAccount(context.Background()); err != nil {
+	if _, err := env.c.Account("other.amocrm.ru", 2, &fakeTS{token: "t"}).GetAccount(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if env.clock.Total() != before {
@@ -619,5 +619,30 @@ func TestMaxWaitRefusesLaterSlots(t *testing.T) {
 	}
 	if len(shared.waits) != 2 {
 		t.Fatal("the refused slot was booked")
+	}
+}
+
+// An install's requests (the code exchange, the account read before its id
+// is known, the setup after) share the account's one budget.
+func TestInstallRequestsShareTheAccountsLimit(t *testing.T) {
+	env := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == tokenPath {
+			writeJSON(w, 200, `{"token_type":"Bearer","expires_in":86400,"access_token":"a","refresh_token":"r"}`)
+			return
+		}
+		writeJSON(w, 200, `{"id":1}`)
+	}, func(o *Options) { o.RatePerSecond = 0 })
+	ctx := context.Background()
+	if _, err := env.c.ExchangeCode(ctx, "test.amocrm.ru", "def502"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.Account("test.amocrm.ru", 0, &fakeTS{token: "t"}).GetAccount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.Account("test.amocrm.ru", 1, &fakeTS{token: "t"}).GetAccount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.clock.Total(); got < 2*time.Second/7 {
+		t.Fatalf("three requests of one account waited %v in all, want two slots (≈0.3 s)", got)
 	}
 }

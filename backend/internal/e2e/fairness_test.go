@@ -174,6 +174,9 @@ func TestBulkDoesNotStarveAnotherAccount(t *testing.T) {
 		if hits := e.amo.RateLimitHits(bulk.acc.ID) - hitsBefore; hits > 0 {
 			t.Errorf("amoCRM answered 429 %d times", hits)
 		}
+		if n := maxPerSecond(e, bulk.acc.ID); n > 7 {
+			t.Errorf("%d amoCRM requests of the bulk's account within one second, want ≤ 7", n)
+		}
 		if n := floodAnswers(e); n > 0 {
 			t.Errorf("Telegram answered 429 %d times", n)
 		}
@@ -266,6 +269,9 @@ func TestLostWebhookCaughtWithDefaults(t *testing.T) {
 			return err == nil && o.MessageID != 0
 		})
 		t.Logf("lost webhook's deal posted %v after the move", time.Since(lost).Round(time.Second))
+		if !strings.Contains(p.out.String(), fmt.Sprintf("lead_id=%d", l.ID)) || !strings.Contains(p.out.String(), "reconciler found a deal without an order") {
+			t.Fatal("the lost deal was not posted by the reconciler")
+		}
 		lists := e.amo.Requests(fakeamocrm.RequestFilter{AccountID: tn.acc.ID, Method: "GET", Path: "/api/v4/leads"})
 		for _, r := range lists {
 			if r.Query.Get("filter[updated_at][from]") == "" && r.Query.Get("filter[id][0]") == "" {
@@ -316,5 +322,38 @@ func TestNoFloodAcrossARestart(t *testing.T) {
 			t.Fatalf("Telegram answered 429 %d times (%d sends inside a retry_after)", n, m)
 		}
 		p2.stop(t)
+	})
+}
+
+// maxPerSecond is the most requests an account's amoCRM saw in any one second.
+func maxPerSecond(e *env, accountID int64) int {
+	reqs := e.amo.Requests(fakeamocrm.RequestFilter{AccountID: accountID})
+	most := 0
+	for i := range reqs {
+		n := 0
+		for j := i; j < len(reqs) && reqs[j].At.Sub(reqs[i].At) < time.Second; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// An install (code exchange, account read, webhook subscription, pipelines,
+// deal fields) keeps to the account's 7 requests a second, counted at the
+// fake, also when the admin's first settings read comes right after.
+func TestInstallKeepsTheAccountsRate(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind)
+		b := e.start()
+		for i := range 3 {
+			tn := newTenant(t, e, b, 77000000+int64(i)*1000000, fmt.Sprintf("rate%d", i), "ru", 7700+int64(i)*100)
+			if n := maxPerSecond(e, tn.acc.ID); n > 7 {
+				t.Errorf("account %d: %d amoCRM requests within one second of its install, want ≤ 7", tn.acc.ID, n)
+			}
+			if hits := e.amo.RateLimitHits(tn.acc.ID); hits > 0 {
+				t.Errorf("account %d: amoCRM answered 429 %d times", tn.acc.ID, hits)
+			}
+		}
 	})
 }
