@@ -71,16 +71,6 @@ func moveSilently(t testing.TB, e *env, accountID int64, leads []fakeamocrm.Lead
 	}
 }
 
-// postedAt is when the first order post reached a chat (zero if none yet).
-func postedAt(e *env, chatID int64) time.Time {
-	for _, c := range e.tg.Calls("sendMessage") {
-		if n, _ := c.Int("chat_id"); n == chatID && c.OK && strings.Contains(fmt.Sprint(c.Params["reply_markup"]), "t:") {
-			return c.Time
-		}
-	}
-	return time.Time{}
-}
-
 // leadReads counts an account's deal reads, single or listed.
 func leadReads(e *env, accountID int64) int {
 	n := 0
