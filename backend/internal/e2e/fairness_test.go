@@ -255,6 +255,17 @@ func TestLostWebhookCaughtWithDefaults(t *testing.T) {
 		tn := setupProcTenant(t, e, db, 75000000+int64(len(kind))*1000000, "lost"+string(kind), 1)
 		pp := tn.pipes[0]
 		l := tn.newLead(t, e, pp, "Потерянный вебхук")
+		// After a reconciler pass has listed the account (the one at
+		// start-up, once River elected its leader): the next is the
+		// periodic one.
+		eventuallyFor(t, 90*time.Second, "a reconciler pass over the account", func() bool {
+			for _, r := range e.amo.Requests(fakeamocrm.RequestFilter{AccountID: tn.acc.ID, Method: "GET", Path: "/api/v4/leads"}) {
+				if r.Query.Get("filter[statuses][0][status_id]") != "" {
+					return true
+				}
+			}
+			return false
+		})
 		moveSilently(t, e, tn.acc.ID, []fakeamocrm.Lead{l}, pp.search)
 		lost := time.Now()
 		eventuallyFor(t, 90*time.Second, "the lost deal posted", func() bool {
