@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 const (
@@ -34,11 +36,13 @@ type API struct {
 	initErr error
 }
 
-// Account binds the client to an account. accountID keys the rate limiter, so
-// every API for the same account shares one budget. An invalid domain is
-// reported by every method of the returned API.
+// Account binds the client to an account. The account's domain keys the
+// rate limiter, so every API for the same account shares one budget with
+// the install's own requests, made before the account's id is known
+// (accountID 0). An invalid domain is reported by every method of the
+// returned API.
 func (c *Client) Account(domain string, accountID int64, ts TokenSource) *API {
-	a := &API{c: c, ts: ts, lim: c.limiter(accountID)}
+	a := &API{c: c, ts: ts}
 	d, err := NormalizeDomain(domain)
 	switch {
 	case err != nil:
@@ -47,8 +51,17 @@ func (c *Client) Account(domain string, accountID int64, ts TokenSource) *API {
 		a.initErr = errors.New("amocrm: nil TokenSource")
 	default:
 		a.origin = c.origin(d)
+		a.lim = c.limiter(limitKey(d))
 	}
 	return a
+}
+
+// limitKey is the rate limit key of an account's domain: amoCRM limits each
+// account, and its domain is known from the first request of an install.
+func limitKey(domain string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(strings.ToLower(domain)))
+	return int64(h.Sum64() >> 1) // positive
 }
 
 // do runs one API call with the 401 → refresh → retry-once protocol and
@@ -205,6 +218,9 @@ func (a *API) ListLeads(ctx context.Context, filter LeadFilter) ([]Lead, error) 
 	}
 	if filter.WithContacts {
 		q.Set("with", "contacts")
+	}
+	if !filter.UpdatedFrom.IsZero() {
+		q.Set("filter[updated_at][from]", strconv.FormatInt(filter.UpdatedFrom.Unix(), 10))
 	}
 	return listAll[Lead](ctx, a, "/api/v4/leads", q, "leads")
 }

@@ -78,8 +78,10 @@ type Options struct {
 // SharedLimiter books request slots of an account for all processes.
 type SharedLimiter interface {
 	// Reserve books the account's next slot, at least gap after the one
-	// before, and returns how long to wait for it.
-	Reserve(ctx context.Context, accountID int64, gap time.Duration) (time.Duration, error)
+	// before, and returns how long to wait for it. With maxWait > 0 a slot
+	// further away than that is not booked: booked is false and the wait
+	// says when the next one comes.
+	Reserve(ctx context.Context, accountID int64, gap, maxWait time.Duration) (wait time.Duration, booked bool, err error)
 	// Hold moves the account's next slot to at least d from now (amoCRM's
 	// Retry-After).
 	Hold(ctx context.Context, accountID int64, d time.Duration) error
@@ -140,7 +142,10 @@ func New(opts Options) *Client {
 	}
 	switch {
 	case opts.RatePerSecond == 0:
-		c.limit = defaultRate
+		// 5% under the exact rate, as the shared limiter spaces slots:
+		// requests reach amoCRM with different delays, and slots exactly
+		// 1/7 s apart put an eighth request into some second.
+		c.limit = defaultRate / 1.05
 	case opts.RatePerSecond < 0:
 		c.limit = rate.Inf
 	}
@@ -170,13 +175,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (c *Client) limiter(accountID int64) *accountLimit {
+func (c *Client) limiter(key int64) *accountLimit {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l, ok := c.limiters[accountID]
+	l, ok := c.limiters[key]
 	if !ok {
-		l = &accountLimit{id: accountID, local: rate.NewLimiter(c.limit, c.burst)}
-		c.limiters[accountID] = l
+		l = &accountLimit{id: key, local: rate.NewLimiter(c.limit, c.burst)}
+		c.limiters[key] = l
 	}
 	return l
 }
@@ -196,7 +201,7 @@ func (c *Client) pause(ctx context.Context, l *accountLimit, until time.Time) {
 	c.mu.Unlock()
 	if c.shared != nil {
 		if err := c.shared.Hold(ctx, l.id, until.Sub(c.now())); err != nil {
-			c.log.Warn("amocrm: shared rate limit: hold failed", "account_id", l.id, "err", err)
+			c.log.Warn("amocrm: shared rate limit: hold failed", "limit_key", l.id, "err", err)
 		}
 	}
 }
@@ -209,10 +214,14 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 	if l == nil {
 		return nil
 	}
+	maxWait := maxWaitOf(ctx)
 	c.mu.Lock()
 	until := c.paused[l]
 	c.mu.Unlock()
 	if d := until.Sub(c.now()); d > 0 {
+		if maxWait > 0 && d > maxWait {
+			return &BusyError{After: d}
+		}
 		if err := c.sleep(ctx, d); err != nil {
 			return err
 		}
@@ -225,8 +234,11 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 		// amoCRM with different delays, and slots exactly 1/7 s apart then
 		// put an eighth request into some second.
 		gap := time.Duration(1.05 * float64(time.Second) / float64(l.local.Limit()))
-		d, err := c.shared.Reserve(ctx, l.id, gap)
+		d, booked, err := c.shared.Reserve(ctx, l.id, gap, maxWait)
 		if err == nil {
+			if !booked {
+				return &BusyError{After: d}
+			}
 			if d <= 0 {
 				return nil
 			}
@@ -238,7 +250,7 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.log.Warn("amocrm: shared rate limit unavailable, limiting this process only", "account_id", l.id, "err", err)
+		c.log.Warn("amocrm: shared rate limit unavailable, limiting this process only", "limit_key", l.id, "err", err)
 	}
 	now := c.now()
 	r := l.local.ReserveN(now, 1)
@@ -248,6 +260,10 @@ func (c *Client) wait(ctx context.Context, l *accountLimit) error {
 	d := r.DelayFrom(now)
 	if d <= 0 {
 		return nil
+	}
+	if maxWait > 0 && d > maxWait {
+		r.CancelAt(now)
+		return &BusyError{After: d}
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
 		// Give the token back: we will not use it, and a later call might.
@@ -342,8 +358,8 @@ func (c *Client) send(ctx context.Context, origin string, lim *accountLimit, req
 		}
 		delay := backoff(attempt)
 		if hasAfter {
-			if retryAfter > maxRetryAfter {
-				return nil, err
+			if maxWait := maxWaitOf(ctx); retryAfter > maxRetryAfter || maxWait > 0 && retryAfter > maxWait {
+				return nil, err // the caller comes back after e.RetryAfter
 			}
 			delay = retryAfter
 		}

@@ -413,7 +413,7 @@ func TestRateLimiter(t *testing.T) {
 
 	// Another account has its own bucket; the same account shares one.
 	before := env.clock.Total()
-	if _, err := env.c.Account("test.amocrm.ru", 2, &fakeTS{token: "t"}).GetAccount(context.Background()); err != nil {
+	if _, err := env.c.Account("other.amocrm.ru", 2, &fakeTS{token: "t"}).GetAccount(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if env.clock.Total() != before {
@@ -516,16 +516,19 @@ type sharedStub struct {
 	holds []time.Duration
 }
 
-func (s *sharedStub) Reserve(_ context.Context, accountID int64, gap time.Duration) (time.Duration, error) {
+func (s *sharedStub) Reserve(_ context.Context, accountID int64, gap, maxWait time.Duration) (time.Duration, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gaps = append(s.gaps, gap)
 	if s.err != nil {
-		return 0, s.err
+		return 0, false, s.err
 	}
 	w := s.waits[0]
+	if maxWait > 0 && w > maxWait {
+		return w, false, nil // not booked: the slot stays for the next caller
+	}
 	s.waits = s.waits[1:]
-	return w, nil
+	return w, true, nil
 }
 
 func (s *sharedStub) Hold(_ context.Context, accountID int64, d time.Duration) error {
@@ -575,5 +578,71 @@ func TestSharedLimiter(t *testing.T) {
 	}
 	if n := len(env.clock.slept); n != 4 {
 		t.Fatalf("slept %v: the local limiter did not space the requests", env.clock.slept)
+	}
+}
+
+// A caller that may wait at most a second (a job) is told at once when the
+// account's next slot is later, locally or shared, and nothing is sent or
+// booked; a caller without that bound (an install) waits for its slot.
+func TestMaxWaitRefusesLaterSlots(t *testing.T) {
+	var calls atomic.Int32
+	env := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		writeJSON(w, 200, `{"id":1}`)
+	}, func(o *Options) { o.RatePerSecond = 0.5 })
+	api := env.api(&fakeTS{token: "t"})
+	job := WithMaxWait(context.Background(), time.Second)
+	if _, err := api.GetAccount(job); err != nil {
+		t.Fatal(err)
+	}
+	_, err := api.GetAccount(job)
+	var busy *BusyError
+	if !errors.As(err, &busy) || busy.After < time.Second || busy.After > 2*time.Second {
+		t.Fatalf("second request at 0.5/s with a 1 s bound: %v, want a BusyError of about 2 s", err)
+	}
+	if calls.Load() != 1 || len(env.clock.slept) != 0 {
+		t.Fatalf("%d requests sent, slept %v; want 1 and no sleep", calls.Load(), env.clock.slept)
+	}
+	if _, err := api.GetAccount(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(env.clock.slept) != 1 {
+		t.Fatalf("slept %v: an unbounded caller waits for its slot", env.clock.slept)
+	}
+
+	shared := &sharedStub{waits: []time.Duration{3 * time.Second, 0}}
+	env2 := newEnv(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, `{"id":1}`) },
+		func(o *Options) { o.RatePerSecond = 7; o.Shared = shared })
+	api2 := env2.api(&fakeTS{token: "t"})
+	if _, err := api2.GetAccount(job); !errors.As(err, &busy) || busy.After != 3*time.Second {
+		t.Fatalf("shared slot 3 s away with a 1 s bound: %v, want a BusyError of 3 s", err)
+	}
+	if len(shared.waits) != 2 {
+		t.Fatal("the refused slot was booked")
+	}
+}
+
+// An install's requests (the code exchange, the account read before its id
+// is known, the setup after) share the account's one budget.
+func TestInstallRequestsShareTheAccountsLimit(t *testing.T) {
+	env := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == tokenPath {
+			writeJSON(w, 200, `{"token_type":"Bearer","expires_in":86400,"access_token":"a","refresh_token":"r"}`)
+			return
+		}
+		writeJSON(w, 200, `{"id":1}`)
+	}, func(o *Options) { o.RatePerSecond = 0 })
+	ctx := context.Background()
+	if _, err := env.c.ExchangeCode(ctx, "test.amocrm.ru", "def502"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.Account("test.amocrm.ru", 0, &fakeTS{token: "t"}).GetAccount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.Account("test.amocrm.ru", 1, &fakeTS{token: "t"}).GetAccount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.clock.Total(); got < 2*time.Second/7 {
+		t.Fatalf("three requests of one account waited %v in all, want two slots (≈0.3 s)", got)
 	}
 }

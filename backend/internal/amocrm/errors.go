@@ -1,6 +1,7 @@
 package amocrm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -184,4 +185,28 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return d, true
 	}
 	return 0, false
+}
+
+// BusyError: the account's next request slot (its rate or a Retry-After) is
+// After away, further than the caller's context allows to wait (WithMaxWait).
+// Nothing was sent.
+type BusyError struct{ After time.Duration }
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("amocrm: the account's next request slot is %v away", e.After.Round(time.Millisecond))
+}
+
+type maxWaitKey struct{}
+
+// WithMaxWait bounds how long calls made with ctx wait for the account's
+// rate limit: a later slot fails at once with a *BusyError, so a job can give
+// its worker back instead of sleeping on it. Other callers (an install, the
+// widget's requests) wait for their slot as before.
+func WithMaxWait(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, maxWaitKey{}, d)
+}
+
+func maxWaitOf(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(maxWaitKey{}).(time.Duration)
+	return d
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Account is GET /api/v4/account.
@@ -267,6 +268,9 @@ type LeadFilter struct {
 	Statuses     []StatusFilter
 	IDs          []int64
 	WithContacts bool
+	// UpdatedFrom, when set, lists only deals changed since then
+	// (filter[updated_at][from]).
+	UpdatedFrom time.Time
 }
 
 // StatusFilter is one `filter[statuses][i]` pair.

@@ -79,8 +79,9 @@ func (c *Client) token(ctx context.Context, domain string, tr tokenRequest, gran
 		return Token{}, fmt.Errorf("amocrm: encoding token request: %w", err)
 	}
 	issued := c.now()
-	// No rate limiter: the account ID is not known yet, and token calls are rare.
-	resp, err := c.send(ctx, c.origin(d), nil, request{
+	// Under the account's limit like every other request: an install's
+	// exchange and its first reads come together.
+	resp, err := c.send(ctx, c.origin(d), c.limiter(limitKey(d)), request{
 		method:  http.MethodPost,
 		path:    tokenPath,
 		body:    body,

@@ -259,7 +259,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 	}
 	if cfg.TelegramConfigured() {
 		a.client, err = telegram.New(telegram.Options{Token: cfg.TelegramBotToken, APIURL: cfg.TelegramAPIURL, Logger: log,
-			CallTimeout: cfg.APITimeout})
+			CallTimeout: cfg.APITimeout, Ledger: paceLedger{db.TelegramPace()}})
 		if err != nil {
 			db.Close()
 			return nil, err

@@ -44,7 +44,7 @@ type Config struct {
 
 	// ReconcileInterval: how often deals in the trigger stages are re-listed
 	// from amoCRM to catch webhooks amoCRM lost.
-	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"5m"`
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"1m"`
 	// JobWorkers bounds the durable jobs this process runs at once.
 	JobWorkers int `env:"JOB_WORKERS" envDefault:"20"`
 	// APITimeout bounds one request to amoCRM or Telegram. A request that

@@ -26,6 +26,7 @@ import (
 func BenchmarkLoad(b *testing.B) {
 	for _, kind := range dbtest.Kinds(b) {
 		b.Run(string(kind), func(b *testing.B) { runLoad(b, kind) })
+		b.Run(string(kind)+"-runtime", func(b *testing.B) { runRuntimeLoad(b, kind) })
 	}
 }
 
@@ -66,6 +67,11 @@ func runLoad(b *testing.B, kind dbtest.Kind) {
 		lat, elapsed, failures := hammer(hook, c.clients, c.total, body)
 		fmt.Printf("webhooks %-12s clients=%3d  %6.0f/s  p50=%s p99=%s max=%s  non-2xx=%d\n", c.name, c.clients,
 			float64(c.total)/elapsed.Seconds(), pct(lat, 50), pct(lat, 99), pct(lat, 100), failures)
+		if c.name == "nominal" {
+			base := baselineInserts(b, e, c.clients, 3000)
+			fmt.Printf("webhook intake vs a bare program's one durable INSERT per hook (%d clients): %.0f/s vs %.0f/s = %.2f× (target ≥ 0.8×)\n",
+				c.clients, float64(c.total)/elapsed.Seconds(), base, float64(c.total)/elapsed.Seconds()/base)
+		}
 		b.ReportMetric(float64(c.total)/elapsed.Seconds(), "webhooks/s("+strings.ReplaceAll(c.name, " ", "")+")")
 	}
 	// 12,000 stored webhooks take a while to work off, longer than a test's

@@ -331,7 +331,8 @@ func TestLinkRepliesKeepTheGroupPace(t *testing.T) {
 			}
 			return n
 		}
-		eventually(t, "20 answers and the rest waiting", func() bool {
+		// About one a second (the chat's pace, bursts of three): 20 take ~18 s.
+		eventuallyFor(t, 45*time.Second, "20 answers and the rest waiting", func() bool {
 			n, err := b.Store().PendingUpdates(ctx)
 			return len(botTexts(e, g.ID)) == 20 && err == nil && n == burst-20
 		})

@@ -710,6 +710,47 @@ func TestFloodControl(t *testing.T) {
 	mustOK(t, send(users[3].ID))
 }
 
+// A group allows a short burst over one message a second; a 429 holds its
+// scope (the chat, or all chats for the overall rate) for retry_after, and
+// a send into a held scope is refused again and counted.
+func TestFloodBurstAndScopedRetryAfter(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	s := newFake(t, faketelegram.WithClock(clock.Now))
+	owner := s.AddUser("O", "", "")
+	g, h := s.NewGroup("G"), s.NewGroup("H")
+	s.AddBotToGroup(g.ID, owner.ID, "")
+	s.AddBotToGroup(h.ID, owner.ID, "")
+	send := func(id int64) apiResponse {
+		return api(t, s, "sendMessage", map[string]any{"chat_id": id, "text": "x"})
+	}
+	s.EnableFloodControl(faketelegram.DefaultFloodLimits())
+	for range 3 {
+		mustOK(t, send(g.ID)) // a burst of three at once
+	}
+	wantErr(t, send(g.ID), 429, "Too Many Requests: retry after 3")
+	mustOK(t, send(h.ID)) // another chat is not held
+	clock.Advance(2 * time.Second)
+	wantErr(t, send(g.ID), 429, "Too Many Requests: retry after 1") // still held
+	if n := s.SentDuringRetryAfter(); n != 1 {
+		t.Fatalf("SentDuringRetryAfter = %d, want 1", n)
+	}
+	clock.Advance(time.Second)
+	mustOK(t, send(g.ID))
+
+	s.EnableFloodControl(faketelegram.FloodLimits{PrivateInterval: time.Nanosecond, GroupPerMinute: 1000, GlobalPerSecond: 2})
+	mustOK(t, send(g.ID))
+	mustOK(t, send(h.ID))
+	wantErr(t, send(g.ID), 429, "Too Many Requests: retry after 1")
+	clock.Advance(500 * time.Millisecond)
+	// The overall rate's 429 holds every chat, though h's own window is free.
+	wantErr(t, send(h.ID), 429, "Too Many Requests: retry after 1")
+	if n := s.SentDuringRetryAfter(); n != 1 {
+		t.Fatalf("SentDuringRetryAfter = %d after re-enabling, want 1", n)
+	}
+	clock.Advance(500 * time.Millisecond)
+	mustOK(t, send(h.ID))
+}
+
 func TestGetUpdatesOffsetSemantics(t *testing.T) {
 	s := newFake(t)
 	users := []faketelegram.User{s.AddUser("A", "", ""), s.AddUser("B", "", ""), s.AddUser("C", "", "")}

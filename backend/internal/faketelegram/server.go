@@ -61,6 +61,8 @@ type Server struct {
 	flood          *FloodLimits
 	floodLog       map[int64][]time.Time
 	floodGlobal    []time.Time
+	floodHolds     map[int64]time.Time // scope (chat id, 0: all) → end of its retry_after
+	floodIgnored   int                 // sends into a held scope
 }
 
 type userState struct {
@@ -245,27 +247,41 @@ func (s *Server) takeFaults(method string) (hang time.Duration, fail *apiError) 
 }
 
 // FloodLimits is Telegram's published sending pace
-// (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this).
+// (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
+// "avoid sending more than one message per second in a particular chat. We
+// may allow short bursts that go over this limit", no more than 20 messages a
+// minute to one group, about 30 a second in all.
 type FloodLimits struct {
 	PrivateInterval time.Duration // minimum gap between messages to one private chat
 	GroupPerMinute  int           // messages per minute to one group
 	GlobalPerSecond int           // messages per second overall
+	// ChatBurst, when set, is the short burst a group allows over one message
+	// a second: at most ChatBurst messages in any ChatBurst seconds.
+	ChatBurst int
 }
 
-// DefaultFloodLimits returns Telegram's figures: 1/s per chat, 20/min per group, 30/s in all.
+// DefaultFloodLimits returns Telegram's figures: 1/s per chat (bursts of 3 in
+// a group), 20/min per group, 30/s in all.
 func DefaultFloodLimits() FloodLimits {
-	return FloodLimits{PrivateInterval: time.Second, GroupPerMinute: 20, GlobalPerSecond: 30}
+	return FloodLimits{PrivateInterval: time.Second, GroupPerMinute: 20, GlobalPerSecond: 30, ChatBurst: 3}
 }
 
 // EnableFloodControl makes sendMessage answer 429 with retry_after beyond these limits.
 // Only sends count (edits and answers do not). Windows are measured with the injectable
 // clock. Off by default.
+//
+// A 429 holds its scope for retry_after, as Telegram does: the chat whose
+// limit was reached, or every chat when the overall rate was. A send into a
+// held scope is refused again with the time left and counted (see
+// SentDuringRetryAfter); Telegram turns such repeated flooding into longer bans.
 func (s *Server) EnableFloodControl(l FloodLimits) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.flood = &l
 	s.floodLog = map[int64][]time.Time{}
 	s.floodGlobal = nil
+	s.floodHolds = map[int64]time.Time{}
+	s.floodIgnored = 0
 }
 
 // DisableFloodControl turns flood control off.
@@ -275,6 +291,14 @@ func (s *Server) DisableFloodControl() {
 	s.flood = nil
 }
 
+// SentDuringRetryAfter counts the sends made into a scope still held by an
+// earlier 429's retry_after since flood control was enabled.
+func (s *Server) SentDuringRetryAfter() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.floodIgnored
+}
+
 // floodCheckLocked answers whether one more message to chat fits the limits, and records
 // it if so.
 func (s *Server) floodCheckLocked(c *chatState) *apiError {
@@ -282,20 +306,38 @@ func (s *Server) floodCheckLocked(c *chatState) *apiError {
 		return nil
 	}
 	now := s.now()
+	for _, scope := range []int64{0, c.chat.ID} {
+		if until, ok := s.floodHolds[scope]; ok && now.Before(until) {
+			s.floodIgnored++
+			return tooManyRequests(until.Sub(now))
+		}
+	}
+	hold := func(scope int64, wait time.Duration) *apiError {
+		e := tooManyRequests(wait)
+		s.floodHolds[scope] = now.Add(time.Duration(e.RetryAfter) * time.Second)
+		return e
+	}
 	s.floodGlobal = keepSince(s.floodGlobal, now.Add(-time.Second))
 	if l := s.flood.GlobalPerSecond; l > 0 && len(s.floodGlobal) >= l {
-		return tooManyRequests(s.floodGlobal[0].Add(time.Second).Sub(now))
+		return hold(0, s.floodGlobal[0].Add(time.Second).Sub(now))
 	}
 	log := s.floodLog[c.chat.ID]
 	if c.chat.Type == ChatPrivate {
 		log = keepSince(log, now.Add(-s.flood.PrivateInterval))
 		if len(log) > 0 {
-			return tooManyRequests(log[0].Add(s.flood.PrivateInterval).Sub(now))
+			return hold(c.chat.ID, log[0].Add(s.flood.PrivateInterval).Sub(now))
 		}
 	} else {
 		log = keepSince(log, now.Add(-time.Minute))
 		if l := s.flood.GroupPerMinute; l > 0 && len(log) >= l {
-			return tooManyRequests(log[0].Add(time.Minute).Sub(now))
+			return hold(c.chat.ID, log[0].Add(time.Minute).Sub(now))
+		}
+		if b := s.flood.ChatBurst; b > 0 {
+			span := time.Duration(b) * time.Second
+			recent := keepSince(log, now.Add(-span))
+			if len(recent) >= b {
+				return hold(c.chat.ID, recent[0].Add(span).Sub(now))
+			}
 		}
 	}
 	s.floodLog[c.chat.ID] = append(log, now)

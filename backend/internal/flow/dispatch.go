@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/riverqueue/river"
 
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
@@ -58,12 +61,78 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 	// Deals are dispatched right here, not through further jobs, to keep
 	// "webhook → post" short; a failure retries the whole event, which is
 	// harmless because dispatching is idempotent.
+	if len(leads) == 1 {
+		return outcome(f.dispatchLead(ctx, leads[0]))
+	}
+	// A bulk edit lists many deals in one delivery: they are read a page of
+	// up to 250 at a time (one request instead of one each), and a bulk
+	// larger than a page becomes one job per page.
+	if len(leads) <= leadPage {
+		return outcome(f.dispatchLeads(ctx, args.AccountID, leads))
+	}
+	var params []river.InsertManyParams
+	for p := range slices.Chunk(leads, leadPage) {
+		params = append(params, river.InsertManyParams{Args: DispatchLeadsArgs{AccountID: args.AccountID, Leads: p}})
+	}
+	_, err = f.river.InsertMany(ctx, params)
+	return err
+}
+
+// leadPage is amoCRM's largest page of deals.
+const leadPage = 250
+
+// dispatchLeads dispatches several deals of an account from one paged read.
+// A deal the list leaves out is gone (deleted deals are not listed).
+func (f *Flow) dispatchLeads(ctx context.Context, accountID int64, leads []DispatchLeadArgs) error {
+	var ids []int64
 	for _, l := range leads {
-		if err := f.dispatchLead(ctx, l); err != nil {
-			return outcome(err)
+		if !f.stillSearching(ctx, l) {
+			ids = append(ids, l.LeadID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	api, err := f.o.CRM.API(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	read, err := api.ListLeads(ctx, amocrm.LeadFilter{IDs: ids})
+	if err != nil {
+		return err
+	}
+	byID := make(map[int64]amocrm.Lead, len(read))
+	for _, l := range read {
+		byID[l.ID] = l
+	}
+	for _, l := range leads {
+		if !slices.Contains(ids, l.LeadID) {
+			continue
+		}
+		lead, found := byID[l.LeadID]
+		unlock := f.lockLead(l.LeadID)
+		err := f.matchLead(ctx, api, l, lead, !found)
+		unlock()
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// stillSearching: the webhook says the deal is in a search stage and it has
+// a current order, so there is nothing to read.
+func (f *Flow) stillSearching(ctx context.Context, args DispatchLeadArgs) bool {
+	// A deal edit (update_lead) must be read: its post or card may change.
+	if args.HintStageID == 0 || args.Refresh {
+		return false
+	}
+	settings, err := f.db.Settings(ctx, args.AccountID)
+	if err != nil || !settings.IsTriggerStage(args.HintStageID) {
+		return false
+	}
+	_, err = f.db.ActiveOrder(ctx, args.AccountID, args.LeadID)
+	return err == nil
 }
 
 // dispatchLead makes the deal's orders match the deal as amoCRM has it now:
@@ -76,16 +145,8 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	// dispatching a deal one at a time lets the later ones see the order the
 	// first created instead of spending amoCRM requests on the same answer.
 	defer f.lockLead(args.LeadID)()
-	if args.HintStageID != 0 && !args.Refresh {
-		settings, err := f.db.Settings(ctx, args.AccountID)
-		if err != nil {
-			return err
-		}
-		if settings.IsTriggerStage(args.HintStageID) {
-			if _, err := f.db.ActiveOrder(ctx, args.AccountID, args.LeadID); err == nil {
-				return nil // still searching, already posted
-			}
-		}
+	if f.stillSearching(ctx, args) {
+		return nil // already posted
 	}
 	api, err := f.o.CRM.API(ctx, args.AccountID)
 	if err != nil {
@@ -96,6 +157,12 @@ func (f *Flow) dispatchLead(ctx context.Context, args DispatchLeadArgs) error {
 	if err != nil && !gone {
 		return err
 	}
+	return f.matchLead(ctx, api, args, lead, gone)
+}
+
+// matchLead makes the deal's orders match the deal as just read (gone: not
+// found, or deleted), and brings an executor's order along with it.
+func (f *Flow) matchLead(ctx context.Context, api *amocrm.API, args DispatchLeadArgs, lead amocrm.Lead, gone bool) error {
 	settings, err := f.db.Settings(ctx, args.AccountID)
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ type Options struct {
 	// Workers bounds concurrent jobs in this process (default 20).
 	Workers int
 	// ReconcileInterval is how often deals in the trigger stages are
-	// re-listed from amoCRM to catch lost webhooks (default 5 minutes).
+	// re-listed from amoCRM to catch lost webhooks (default a minute).
 	ReconcileInterval time.Duration
 	// Location formats dates in posts and notes (default Europe/Moscow).
 	Location *time.Location
@@ -120,7 +120,7 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 		o.Workers = 20
 	}
 	if o.ReconcileInterval == 0 {
-		o.ReconcileInterval = 5 * time.Minute
+		o.ReconcileInterval = time.Minute
 	}
 	if o.Location == nil {
 		loc, err := time.LoadLocation("Europe/Moscow")
@@ -145,6 +145,7 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 	cfg := &river.Config{
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}},
 		Workers:      workers,
+		Middleware:   []rivertype.Middleware{newFairShare(o.Workers)},
 		Logger:       o.Log.With("component", "river"),
 		ErrorHandler: errorLogger{log: o.Log},
 		JobTimeout:   time.Minute,
@@ -230,12 +231,24 @@ func (f *Flow) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop lets running jobs finish (bounded by ctx), then closes the listener pool.
+// stopGrace is how long Stop lets running jobs finish before it cancels
+// them. No job sleeps in a limiter for longer than about a second, so a job
+// in hand usually ends within it; a cancelled one is retried, here after a
+// restart or at once by another replica.
+const stopGrace = 2 * time.Second
+
+// Stop lets running jobs finish for stopGrace (or less, as ctx allows),
+// cancels the ones left, then closes the listener pool. Queued jobs stay in
+// the database for the next start or another replica.
 func (f *Flow) Stop(ctx context.Context) error {
 	f.intake.close(ctx)
-	err := f.river.Stop(ctx)
+	soft, cancel := context.WithTimeout(ctx, stopGrace)
+	err := f.river.Stop(soft)
+	cancel()
 	if err != nil {
-		err = errors.Join(err, f.river.StopAndCancel(context.Background()))
+		hard, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
+		err = f.river.StopAndCancel(hard)
+		cancel()
 	}
 	if f.pgPool != nil {
 		f.pgPool.Close()
@@ -290,6 +303,10 @@ func outcome(err error) error {
 	var ra *telegram.RetryAfterError
 	if errors.As(err, &ra) {
 		return river.JobSnooze(ra.After)
+	}
+	var busy *amocrm.BusyError
+	if errors.As(err, &busy) {
+		return river.JobSnooze(busy.After)
 	}
 	var ae *amocrm.Error
 	if errors.As(err, &ae) {

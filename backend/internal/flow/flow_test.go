@@ -285,3 +285,27 @@ func TestWriteBackIsIdempotent(t *testing.T) {
 		}
 	})
 }
+
+// A reconciler pass lists only deals changed in the last three intervals,
+// except the pass that crosses a half-hour boundary, which lists them all.
+func TestReconcileSince(t *testing.T) {
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	for _, c := range []struct {
+		now  string
+		want int64
+	}{
+		{"2026-11-30T10:15:20Z", at("2026-11-30T10:12:20Z").Unix()},
+		{"2026-11-30T10:30:20Z", 0}, // 10:29:20 → 10:30:20 crosses the half hour
+		{"2026-11-30T10:31:20Z", at("2026-11-30T10:28:20Z").Unix()},
+	} {
+		if got := reconcileSince(at(c.now), time.Minute); got != c.want {
+			t.Errorf("pass at %s: since %d, want %d", c.now, got, c.want)
+		}
+	}
+}

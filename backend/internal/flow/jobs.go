@@ -34,6 +34,15 @@ type DispatchLeadArgs struct {
 
 func (DispatchLeadArgs) Kind() string { return "dispatch_lead" }
 
+// DispatchLeadsArgs dispatches a page of an account's deals from one read
+// (a bulk edit larger than a page).
+type DispatchLeadsArgs struct {
+	AccountID int64              `json:"account_id"`
+	Leads     []DispatchLeadArgs `json:"leads"`
+}
+
+func (DispatchLeadsArgs) Kind() string { return "dispatch_leads" }
+
 type PostOrderArgs struct {
 	OrderID string `json:"order_id"`
 }
@@ -188,7 +197,10 @@ type ReconcileArgs struct{}
 func (ReconcileArgs) Kind() string { return "reconcile" }
 
 type ReconcileAccountArgs struct {
-	AccountID int64 `json:"account_id"`
+	AccountID int64 `json:"account_id" river:"unique"`
+	// Since, when set (Unix seconds), lists only the deals changed since
+	// then: a deal whose webhook was lost was changed when it moved.
+	Since int64 `json:"since,omitempty"`
 }
 
 func (ReconcileAccountArgs) Kind() string { return "reconcile_account" }
@@ -223,6 +235,9 @@ func (f *Flow) register(w *river.Workers) {
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[DispatchLeadArgs]) error {
 		return outcome(f.dispatchLead(ctx, j.Args))
+	}))
+	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[DispatchLeadsArgs]) error {
+		return outcome(f.dispatchLeads(ctx, j.Args.AccountID, j.Args.Leads))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[PostOrderArgs]) error {
 		return outcome(f.postOrder(ctx, j.Args.OrderID))
@@ -273,6 +288,6 @@ func (f *Flow) register(w *river.Workers) {
 		return f.reconcile(ctx)
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReconcileAccountArgs]) error {
-		return outcome(f.reconcileAccount(ctx, j.Args.AccountID))
+		return outcome(f.reconcileAccount(ctx, j.Args))
 	}))
 }

@@ -25,6 +25,7 @@ func (f *Flow) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	since := reconcileSince(time.Now(), f.o.ReconcileInterval)
 	var params []river.InsertManyParams
 	for _, a := range accounts {
 		s, err := f.db.Settings(ctx, a.ID)
@@ -34,7 +35,7 @@ func (f *Flow) reconcile(ctx context.Context) error {
 		if s.HasTriggers() {
 			// One pass per account at a time; a new one once it finished.
 			once := onceLive()
-			params = append(params, river.InsertManyParams{Args: ReconcileAccountArgs{AccountID: a.ID}, InsertOpts: &once})
+			params = append(params, river.InsertManyParams{Args: ReconcileAccountArgs{AccountID: a.ID, Since: since}, InsertOpts: &once})
 		}
 	}
 	if len(params) == 0 {
@@ -44,9 +45,25 @@ func (f *Flow) reconcile(ctx context.Context) error {
 	return err
 }
 
+// fullReconcileEvery: the pass that crosses such a boundary lists every deal
+// in the search stages (a deal whose dispatch failed without a change in
+// amoCRM since); the others list only deals changed in the last three
+// intervals, one cheap request for an idle account.
+const fullReconcileEvery = 30 * time.Minute
+
+// reconcileSince is the updated_at bound of the pass at now (Unix seconds),
+// 0 for a full pass. Three intervals cover a missed pass and clock skew.
+func reconcileSince(now time.Time, interval time.Duration) int64 {
+	if now.Truncate(fullReconcileEvery) != now.Add(-interval).Truncate(fullReconcileEvery) {
+		return 0
+	}
+	return now.Add(-3 * interval).Unix()
+}
+
 // reconcileAccount lists the deals in the trigger stages and dispatches the
 // ones without a current order: amoCRM loses some webhooks.
-func (f *Flow) reconcileAccount(ctx context.Context, accountID int64) error {
+func (f *Flow) reconcileAccount(ctx context.Context, args ReconcileAccountArgs) error {
+	accountID := args.AccountID
 	s, err := f.db.Settings(ctx, accountID)
 	if err != nil {
 		return err
@@ -67,11 +84,13 @@ func (f *Flow) reconcileAccount(ctx context.Context, accountID int64) error {
 	if err := f.resume(ctx, accountID); err != nil {
 		return err
 	}
+	if args.Since != 0 {
+		filter.UpdatedFrom = time.Unix(args.Since, 0)
+	}
 	leads, err := api.ListLeads(ctx, filter)
 	if err != nil {
 		return err
 	}
-	var params []river.InsertManyParams
 	for _, l := range leads {
 		if _, err := f.db.ActiveOrder(ctx, accountID, l.ID); err == nil {
 			continue
@@ -79,13 +98,15 @@ func (f *Flow) reconcileAccount(ctx context.Context, accountID int64) error {
 			return err
 		}
 		f.log.Info("reconciler found a deal without an order", "account_id", accountID, "lead_id", l.ID)
-		params = append(params, river.InsertManyParams{Args: DispatchLeadArgs{AccountID: accountID, LeadID: l.ID, Reason: "reconcile"}})
+		// Dispatched from the list just read: no second read per deal.
+		unlock := f.lockLead(l.ID)
+		err := f.matchLead(ctx, api, DispatchLeadArgs{AccountID: accountID, LeadID: l.ID, Reason: "reconcile"}, l, false)
+		unlock()
+		if err != nil {
+			return err
+		}
 	}
-	if len(params) == 0 {
-		return nil
-	}
-	_, err = f.river.InsertMany(ctx, params)
-	return err
+	return nil
 }
 
 // unfinishedWindow is how far back the reconciler looks for taken orders

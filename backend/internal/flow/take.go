@@ -80,6 +80,12 @@ func (f *Flow) rememberProbeMiss(telegramID int64) {
 // edit, the winner's private order, the amoCRM update and the note. A lost
 // race, a closed order or an unknown one is an outcome, not an error.
 func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID string, user dispatch.Executor) (PressResult, error) {
+	// A storm of presses on a decided order is answered from one read, with
+	// no write and no row lock to queue on; the race itself is still decided
+	// by TakeOrder's conditional UPDATE below.
+	if cur, err := f.db.OrderByID(ctx, orderID); err == nil && cur.ChatID == chatID && cur.Status == dispatch.OrderTaken {
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
 	var (
 		o     dispatch.Order
 		token string
@@ -115,11 +121,7 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	})
 	switch {
 	case errors.Is(err, dispatch.ErrAlreadyTaken):
-		f.tidyIfCopy(ctx, o, messageID)
-		if o.TakenBy(user.TelegramID) {
-			return PressResult{Outcome: AlreadyYours}, nil
-		}
-		return PressResult{Outcome: AlreadyTaken}, nil
+		return f.pressedTaken(ctx, o, messageID, user), nil
 	case errors.Is(err, dispatch.ErrOrderClosed):
 		f.tidyIfCopy(ctx, o, messageID)
 		return PressResult{Outcome: Closed}, nil
@@ -145,6 +147,15 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		return PressResult{Outcome: WonOpenBot, StartToken: token}, nil
 	}
 	return PressResult{Outcome: Won}, nil
+}
+
+// pressedTaken is the outcome of a press on an order someone has taken.
+func (f *Flow) pressedTaken(ctx context.Context, o dispatch.Order, messageID int, user dispatch.Executor) PressResult {
+	f.tidyIfCopy(ctx, o, messageID)
+	if o.TakenBy(user.TelegramID) {
+		return PressResult{Outcome: AlreadyYours}
+	}
+	return PressResult{Outcome: AlreadyTaken}
 }
 
 // tidyIfCopy queues the edit of a pressed post that is not the order's

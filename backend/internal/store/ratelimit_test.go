@@ -32,7 +32,7 @@ func TestAmoRateLimiter(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w, err := l.Reserve(ctx, 7, gap)
+				w, _, err := l.Reserve(ctx, 7, gap, 0)
 				if err != nil {
 					t.Error(err)
 				}
@@ -51,22 +51,34 @@ func TestAmoRateLimiter(t *testing.T) {
 				t.Fatalf("slots %v apart, want %v: %v", d, gap, waits)
 			}
 		}
-		if w, err := l.Reserve(ctx, 8, gap); err != nil || w > gap/2 {
+		if w, _, err := l.Reserve(ctx, 8, gap, 0); err != nil || w > gap/2 {
 			t.Fatalf("another account waits %v (%v)", w, err)
 		}
 
 		if err := l.Hold(ctx, 9, 20*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if w, err := l.Reserve(ctx, 9, gap); err != nil || w < 19*time.Second || w > 20*time.Second {
+		if w, _, err := l.Reserve(ctx, 9, gap, 0); err != nil || w < 19*time.Second || w > 20*time.Second {
 			t.Fatalf("after a 20 s hold the next slot is %v away (%v)", w, err)
 		}
 		// A shorter hold does not pull an existing slot nearer.
 		if err := l.Hold(ctx, 9, time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if w, _ := l.Reserve(ctx, 9, gap); w < 20*time.Second {
+		if w, _, _ := l.Reserve(ctx, 9, gap, 0); w < 20*time.Second {
 			t.Fatalf("a short hold pulled the next slot in to %v", w)
+		}
+		// A bounded caller is told when the next slot comes and books none:
+		// the next unbounded booking is one gap after the last, not two.
+		w, booked, err := l.Reserve(ctx, 9, gap, time.Second)
+		if err != nil || booked || w < 20*time.Second {
+			t.Fatalf("bounded reserve of a slot 21 s away: %v booked=%v (%v), want refused", w, booked, err)
+		}
+		if w2, _, _ := l.Reserve(ctx, 9, gap, 0); w2 > w+gap+time.Second {
+			t.Fatalf("after a refused reserve the next slot is %v away, want about %v", w2, w+gap)
+		}
+		if _, booked, err := l.Reserve(ctx, 10, gap, time.Second); err != nil || !booked {
+			t.Fatalf("bounded reserve of a free slot: booked=%v (%v)", booked, err)
 		}
 	})
 }

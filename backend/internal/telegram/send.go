@@ -105,9 +105,21 @@ func (b *Client) SendHTML(ctx context.Context, chatID int64, html string, rows [
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
 	if err != nil {
-		return 0, classify(err)
+		return 0, b.flooded(ctx, chatID, classify(err))
 	}
 	return msg.ID, nil
+}
+
+// flooded passes err on; a 429 first pauses every send to its scope (the
+// chat; 0: every chat) until its retry_after, in every process: the other
+// sends would meet the same limit, and Telegram lengthens the ban of a bot
+// that keeps sending into it.
+func (b *Client) flooded(ctx context.Context, scope int64, err error) error {
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		b.pace.hold(context.WithoutCancel(ctx), scope, ra.After)
+	}
+	return err
 }
 
 // EditHTML replaces a message's text and removes its keyboard. An identical
@@ -129,7 +141,7 @@ func (b *Client) EditHTMLButtons(ctx context.Context, chatID int64, messageID in
 		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
-	return classify(err)
+	return b.flooded(ctx, chatID, classify(err))
 }
 
 // Reachable asks Telegram whether the bot may write to the user privately,
@@ -147,7 +159,7 @@ func (b *Client) Reachable(ctx context.Context, userID int64, timeout time.Durat
 		return false, fmt.Errorf("telegram sendChatAction to %d: %w", userID, err)
 	}
 	_, err := b.api.SendChatAction(ctx, &botapi.SendChatActionParams{ChatID: userID, Action: models.ChatActionTyping})
-	switch err = classify(err); {
+	switch err = b.flooded(ctx, userID, classify(err)); {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, ErrUserUnreachable):
@@ -174,8 +186,9 @@ func (b *Client) AnswerCallback(ctx context.Context, queryID, text, url string, 
 // chat that no longer accepts messages is not worth retrying, so that is
 // logged and not returned.
 func (b *Client) Reply(ctx context.Context, chatID int64, text string, paceWait time.Duration) error {
+	// The update handler's own workers wait here, not the jobs' workers.
 	waitCtx, cancel := context.WithTimeout(ctx, paceWait)
-	err := b.pace.wait(waitCtx, chatID)
+	err := b.pace.waitUpTo(waitCtx, chatID, paceWait)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("telegram reply to %d waits for the chat's pace: %w", chatID, err)
@@ -186,6 +199,7 @@ func (b *Client) Reply(ctx context.Context, chatID int64, text string, paceWait 
 	if err == nil {
 		return nil
 	}
+	_ = b.flooded(ctx, chatID, classify(err))
 	if errors.Is(err, botapi.ErrorForbidden) || errors.Is(err, botapi.ErrorBadRequest) {
 		b.log.Warn("telegram reply not delivered", "chat_id", chatID, "err", err)
 		return nil

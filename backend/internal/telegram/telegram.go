@@ -34,6 +34,9 @@ type Options struct {
 	PollTimeout time.Duration
 	// CallTimeout bounds one sending call (default 15s).
 	CallTimeout time.Duration
+	// Ledger, when set, keeps the pace's sends and holds where replicas and
+	// the next start see them (the database); nil paces this process only.
+	Ledger PaceLedger
 }
 
 // Client calls the Bot API for the bot.
@@ -68,7 +71,7 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telegram: %w", err)
 	}
-	return &Client{o: o, api: api, log: o.Logger, pace: newPacer()}, nil
+	return &Client{o: o, api: api, log: o.Logger, pace: newPacer(o.Ledger, o.Logger)}, nil
 }
 
 // PollTimeout is getUpdates' long-poll timeout.
