@@ -314,6 +314,41 @@ func (a *API) ListLeadNotes(ctx context.Context, leadID int64) ([]Note, error) {
 	return listAll[Note](ctx, a, "/api/v4/leads/"+strconv.FormatInt(leadID, 10)+"/notes", nil, "notes")
 }
 
+// AddLeadTask creates a task on lead t.EntityID (EntityType is set to leads;
+// a zero TaskTypeID means a follow-up) and returns it with its ID.
+func (a *API) AddLeadTask(ctx context.Context, t Task) (Task, error) {
+	if t.EntityID <= 0 || t.Text == "" || t.CompleteTill <= 0 {
+		return Task{}, errors.New("amocrm: AddLeadTask: lead, text and deadline are required")
+	}
+	t.EntityType = "leads"
+	if t.TaskTypeID == 0 {
+		t.TaskTypeID = TaskFollowUp
+	}
+	var p page
+	if _, err := a.do(ctx, http.MethodPost, "/api/v4/tasks", nil, []Task{t}, &p); err != nil {
+		return Task{}, err
+	}
+	var created []Task
+	if raw, ok := p.Embedded["tasks"]; ok {
+		if err := json.Unmarshal(raw, &created); err != nil {
+			return Task{}, fmt.Errorf("amocrm: POST /api/v4/tasks: decoding response: %w", err)
+		}
+	}
+	if len(created) == 0 || created[0].ID == 0 {
+		return Task{}, errors.New("amocrm: POST /api/v4/tasks: response has no task")
+	}
+	// The create response carries only ids; the rest is what we sent.
+	t.ID = created[0].ID
+	return t, nil
+}
+
+// ListLeadTasks returns a lead's tasks (all pages), e.g. to find a task this
+// integration already created before creating it again.
+func (a *API) ListLeadTasks(ctx context.Context, leadID int64) ([]Task, error) {
+	q := url.Values{"filter[entity_type]": {"leads"}, "filter[entity_id][]": {strconv.FormatInt(leadID, 10)}}
+	return listAll[Task](ctx, a, "/api/v4/tasks", q, "tasks")
+}
+
 // UpdateLead PATCHes the set fields of u onto lead u.ID.
 func (a *API) UpdateLead(ctx context.Context, u LeadUpdate) error {
 	if u.ID <= 0 {

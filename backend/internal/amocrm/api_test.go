@@ -428,3 +428,37 @@ func TestGetUser(t *testing.T) {
 		t.Fatalf("missing user: %v, want ErrNotFound", err)
 	}
 }
+
+func TestLeadTasks(t *testing.T) {
+	env := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch r.Method {
+		case http.MethodPost:
+			want := `[{"entity_id":26050861,"entity_type":"leads","task_type_id":1,"text":"Никто не взял заказ","complete_till":1588885140,"responsible_user_id":7}]`
+			if r.URL.Path != "/api/v4/tasks" || !jsonEqual(t, string(b), want) {
+				t.Errorf("%s %s %s", r.Method, r.URL.Path, b)
+			}
+			writeJSON(w, 200, `{"_links":{"self":{"href":"x"}},"_embedded":{"tasks":[{"id":4745251,"request_id":"0","_links":{"self":{"href":"x"}}}]}}`)
+		case http.MethodGet:
+			if q := r.URL.Query(); q.Get("filter[entity_type]") != "leads" || q.Get("filter[entity_id][]") != "26050861" {
+				t.Errorf("list query %s", r.URL.RawQuery)
+			}
+			writeJSON(w, 200, `{"_page":1,"_links":{"self":{"href":"x"}},"_embedded":{"tasks":[{"id":4745251,"entity_id":26050861,
+				"entity_type":"leads","task_type_id":1,"text":"Никто не взял заказ","complete_till":1588885140,"responsible_user_id":7,
+				"is_completed":false,"duration":0,"result":[],"account_id":5}]}}`)
+		}
+	})
+	api := env.api(&fakeTS{token: "t"})
+	ctx := context.Background()
+	task, err := api.AddLeadTask(ctx, Task{EntityID: 26050861, Text: "Никто не взял заказ", CompleteTill: 1588885140, ResponsibleUserID: 7})
+	if err != nil || task.ID != 4745251 || task.EntityType != "leads" {
+		t.Fatalf("task = %+v, %v", task, err)
+	}
+	if _, err := api.AddLeadTask(ctx, Task{EntityID: 26050861}); err == nil {
+		t.Fatal("a task without text or deadline was sent")
+	}
+	tasks, err := api.ListLeadTasks(ctx, 26050861)
+	if err != nil || len(tasks) != 1 || tasks[0].Text != "Никто не взял заказ" || tasks[0].CompleteTill != 1588885140 {
+		t.Fatalf("tasks = %+v, %v", tasks, err)
+	}
+}

@@ -249,6 +249,22 @@ type NoteParams struct {
 	Text string `json:"text,omitempty"`
 }
 
+// Task is an amoCRM task (a to-do with a deadline for a user), bound to a lead.
+type Task struct {
+	ID                int64  `json:"id,omitempty"`
+	EntityID          int64  `json:"entity_id,omitempty"`
+	EntityType        string `json:"entity_type,omitempty"`
+	TaskTypeID        int64  `json:"task_type_id,omitempty"`
+	Text              string `json:"text"`
+	CompleteTill      int64  `json:"complete_till"`
+	ResponsibleUserID int64  `json:"responsible_user_id,omitempty"`
+	IsCompleted       bool   `json:"is_completed,omitempty"`
+	CreatedAt         int64  `json:"created_at,omitempty"`
+}
+
+// TaskFollowUp is amoCRM's built-in "follow-up" (Связаться) task type.
+const TaskFollowUp int64 = 1
+
 // LeadUpdate is a partial lead update: only non-nil / non-empty fields are sent.
 type LeadUpdate struct {
 	ID                 int64              `json:"-"`

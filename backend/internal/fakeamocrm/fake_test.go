@@ -1319,3 +1319,55 @@ func TestUserRights(t *testing.T) {
 		t.Fatal("SetUserAdmin accepted another account's user")
 	}
 }
+
+func TestTasks(t *testing.T) {
+	f := newFixture(t, Options{DisableRateLimit: true})
+	if r := f.do(f.tokA, "GET", "/api/v4/tasks?filter[entity_type]=leads&filter[entity_id][]=2001", nil); r.status != 204 {
+		t.Fatalf("no tasks yet: %d", r.status)
+	}
+	till := time.Date(2025, 3, 1, 12, 15, 0, 0, time.UTC).Unix()
+	r := f.do(f.tokA, "POST", "/api/v4/tasks", []any{
+		map[string]any{"entity_id": leadA, "entity_type": "leads", "text": "Никто не взял заказ", "complete_till": till,
+			"responsible_user_id": userExec, "request_id": "ladder"},
+	})
+	created := embedded(t, r.json(t), "tasks")
+	if r.status != 200 || len(created) != 1 || created[0].(map[string]any)["request_id"] != "ladder" {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	for _, bad := range []any{
+		[]any{map[string]any{"entity_id": leadB, "entity_type": "leads", "text": "x", "complete_till": till}},         // another account's deal
+		[]any{map[string]any{"entity_id": leadA, "entity_type": "leads", "text": " ", "complete_till": till}},         // blank text
+		[]any{map[string]any{"entity_id": leadA, "entity_type": "leads", "text": "x"}},                                // no deadline
+		[]any{map[string]any{"entity_id": leadA, "text": "x", "complete_till": till}},                                 // id without type
+		[]any{map[string]any{"entity_id": leadA, "entity_type": "deals", "text": "x", "complete_till": till}},         // unknown type
+		[]any{map[string]any{"text": "x", "complete_till": till, "responsible_user_id": 999}},                         // unknown user
+		[]any{map[string]any{"text": "x", "complete_till": till, "task_type_id": 77}},                                 // unknown task type
+		[]any{map[string]any{"text": "ok", "complete_till": till}, map[string]any{"text": "", "complete_till": till}}, // all or none
+	} {
+		if r := f.do(f.tokA, "POST", "/api/v4/tasks", bad); r.status != 400 {
+			t.Fatalf("%v accepted: %d %s", bad, r.status, r.body)
+		}
+	}
+	tasks := f.s.Tasks(accA, 0)
+	if len(tasks) != 1 {
+		t.Fatalf("a refused batch stored tasks: %+v", tasks)
+	}
+	got := tasks[0]
+	if got.EntityID != leadA || got.ResponsibleUserID != userExec || got.TaskTypeID != 1 || got.CompleteTill.Unix() != till || got.CreatedBy != userAdmin {
+		t.Fatalf("%+v", got)
+	}
+	r = f.do(f.tokA, "GET", "/api/v4/tasks?filter[entity_type]=leads&filter[entity_id][]=2001&filter[is_completed]=0", nil)
+	list := embedded(t, r.json(t), "tasks")
+	if len(list) != 1 || list[0].(map[string]any)["text"] != "Никто не взял заказ" || list[0].(map[string]any)["complete_till"] != float64(till) {
+		t.Fatalf("%s", r.body)
+	}
+	if r := f.do(f.tokA, "GET", "/api/v4/tasks?filter[entity_type]=leads&filter[entity_id][]=2002", nil); r.status != 204 {
+		t.Fatalf("another deal's tasks: %d %s", r.status, r.body)
+	}
+	if r := f.do(f.tokB, "GET", "/api/v4/tasks", nil); r.status != 204 {
+		t.Fatalf("another account sees the task: %d %s", r.status, r.body)
+	}
+	if r := f.do(f.tokA, "GET", fmt.Sprintf("/api/v4/tasks/%d", got.ID), nil); r.status != 200 {
+		t.Fatalf("%d", r.status)
+	}
+}

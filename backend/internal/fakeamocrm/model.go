@@ -217,6 +217,7 @@ type account struct {
 	leads    map[int64]*Lead
 	contacts map[int64]*Contact
 	notes    []Note
+	tasks    []Task
 	webhooks []*Webhook
 
 	leadUpdates []LeadUpdate
