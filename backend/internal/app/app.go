@@ -204,6 +204,16 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store
 }
 
 // App is a running dispatcher.
+// Option adjusts what Start builds beyond the configuration.
+type Option func(*options)
+
+type options struct{ now func() time.Time }
+
+// WithClock runs the backend on a controllable clock: timers (River's
+// scheduled jobs) and time checks use now instead of the wall clock. Tests
+// use it to cross minutes and hours without waiting.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 type App struct {
 	cfg     config.Config
 	log     *slog.Logger
@@ -222,7 +232,11 @@ type App struct {
 // workers, and returns once the server is listening. It builds the parts
 // bottom-up, each from the ones before it: store, clients, service, flow,
 // the Telegram update handler, HTTP.
-func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	log.Info("starting dispatcher", "version", Version, "config", cfg.String())
 	db, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -268,13 +282,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		log.Warn("Telegram is not configured (TELEGRAM_BOT_TOKEN): the bot is off")
 	}
 	a.svc = service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
-		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, nil)
+		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, o.now)
 
 	pgURL := ""
 	if cfg.UsesPostgres() {
 		pgURL = cfg.DatabaseURL
 	}
-	fo := flow.Options{DB: db, CRM: a.svc, Log: log, PostgresURL: pgURL, Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval,
+	fo := flow.Options{DB: db, CRM: a.svc, Log: log, Now: o.now, PostgresURL: pgURL, Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval,
 		Chores: []flow.Chore{
 			{Name: "refresh_tokens", Interval: 10 * time.Minute, Run: a.svc.RefreshDue},
 			{Name: "retry_setups", Interval: 5 * time.Minute, Run: a.svc.RetrySetups},

@@ -44,6 +44,7 @@ type env struct {
 	firstPort int
 	started   bool
 	adminTTL  time.Duration // config.WidgetAdminTTL of every backend started; 0: the default
+	clock     *testClock    // nil: the wall clock
 }
 
 type envOption func(*envConfig)
@@ -52,6 +53,37 @@ type envConfig struct {
 	amoOpts  fakeamocrm.Options
 	dbURL    string
 	adminTTL time.Duration
+	clock    *testClock
+}
+
+// testClock is a world clock a test moves by hand: backends (their timers
+// included) and both fakes read it.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Now()} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock on by d.
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// withClock runs the env's backends and fakes on c instead of the wall clock.
+func withClock(c *testClock) envOption {
+	return func(cfg *envConfig) {
+		cfg.clock = c
+		cfg.amoOpts.Now = c.Now
+	}
 }
 
 // withAdminTTL shortens how long backends trust a widget user's admin status,
@@ -73,13 +105,17 @@ func newEnv(t testing.TB, kind dbtest.Kind, opts ...envOption) *env {
 		o(&c)
 	}
 	c.amoOpts.ClientID, c.amoOpts.ClientSecret = clientID, clientSecret
-	e := &env{t: t, kind: kind, logs: &syncBuffer{}, adminTTL: c.adminTTL}
+	e := &env{t: t, kind: kind, logs: &syncBuffer{}, adminTTL: c.adminTTL, clock: c.clock}
 	if c.dbURL != "" {
 		e.dbURL = c.dbURL
 	} else {
 		e.dbURL, e.dir = dbtest.NewURL(t, kind)
 	}
-	e.tg = faketelegram.New(botToken, botName)
+	var tgOpts []faketelegram.Option
+	if c.clock != nil {
+		tgOpts = append(tgOpts, faketelegram.WithClock(c.clock.Now))
+	}
+	e.tg = faketelegram.New(botToken, botName, tgOpts...)
 	t.Cleanup(e.tg.Close)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -174,7 +210,11 @@ func (e *env) start(opts ...backendOption) *backend {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: level}))
-	a, err := app.Start(context.Background(), cfg, log)
+	var appOpts []app.Option
+	if e.clock != nil {
+		appOpts = append(appOpts, app.WithClock(e.clock.Now))
+	}
+	a, err := app.Start(context.Background(), cfg, log, appOpts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -69,6 +69,9 @@ type Options struct {
 	ReconcileInterval time.Duration
 	// Location formats dates in posts and notes (default Europe/Moscow).
 	Location *time.Location
+	// Now is the flow's clock (default time.Now). A test that sets it moves
+	// River's clock too, so jobs scheduled for later run when it says so.
+	Now func() time.Time
 }
 
 // Flow runs the dispatch flow's jobs.
@@ -87,6 +90,17 @@ type Flow struct {
 
 	probeMu     sync.Mutex
 	probeMisses map[int64]time.Time // users Telegram called unreachable, when
+}
+
+// riverClock is River's view of a stubbed clock: every time it stores or
+// compares (scheduled_at, attempted_at) comes from it.
+type riverClock func() time.Time
+
+func (c riverClock) Now() time.Time { return c() }
+
+func (c riverClock) NowOrNil() *time.Time {
+	t := c().UTC()
+	return &t
 }
 
 func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {
@@ -121,6 +135,10 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 	}
 	if o.ReconcileInterval == 0 {
 		o.ReconcileInterval = time.Minute
+	}
+	stubbed := o.Now != nil
+	if !stubbed {
+		o.Now = time.Now
 	}
 	if o.Location == nil {
 		loc, err := time.LoadLocation("Europe/Moscow")
@@ -171,7 +189,10 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(o.ReconcileInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "reconcile", RunOnStart: true}),
-		}, f.chorePeriodicJobs(time.Now())...),
+		}, f.chorePeriodicJobs(o.Now())...),
+	}
+	if stubbed {
+		cfg.Test.Time = riverClock(o.Now)
 	}
 	client, err := river.NewClient(driverFor(o.DB, f.pgPool), cfg)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
@@ -307,5 +309,52 @@ func TestReconcileSince(t *testing.T) {
 		if got := reconcileSince(at(c.now), time.Minute); got != c.want {
 			t.Errorf("pass at %s: since %d, want %d", c.now, got, c.want)
 		}
+	}
+}
+
+// A flow on a controllable clock runs a job scheduled for later only when
+// that clock reaches its time: timers can be tested without waiting.
+func TestStubbedClockRunsScheduledJobs(t *testing.T) {
+	for _, kind := range dbtest.Kinds(t) {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, kind)
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			f, err := New(ctx, Options{DB: e.db, CRM: e.f.o.CRM, Now: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := f.river.Insert(ctx, ReconcileArgs{}, &river.InsertOpts{ScheduledAt: clock().Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = f.Stop(context.Background()) })
+			state := func() string {
+				var s string
+				if err := e.db.SQL().QueryRow(`SELECT state FROM river_job WHERE id = ` + fmt.Sprint(res.Job.ID)).Scan(&s); err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			time.Sleep(6 * time.Second) // longer than River's scheduler interval (5 s)
+			if s := state(); s != "scheduled" {
+				t.Fatalf("a job due in an hour ran early: %s", s)
+			}
+			mu.Lock()
+			now = now.Add(time.Hour + time.Second)
+			mu.Unlock()
+			deadline := time.Now().Add(20 * time.Second)
+			for state() != "completed" {
+				if time.Now().After(deadline) {
+					t.Fatalf("the job did not run when the clock reached its time: %s", state())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
