@@ -169,7 +169,7 @@ var catalog = map[string]map[string]string{
 		"my.none":           "You have no open orders.",
 		"link.ok":           "✅ Chat “%s” is linked to the amoCRM account “%s”. Orders will be posted here.",
 		"link.already":      "This chat is already linked to the amoCRM account “%s”.",
-		"link.bad_code":     "This link has expired or the code is wrong: each link links one chat only. Ask the amoCRM admin to open the amoDispatch settings and add the bot with the new link shown there.",
+		"link.bad_code":     "This link has expired or the code is wrong: a link works for one chat only. Ask the amoCRM admin to open the amoDispatch settings and add the bot with the new link shown there.",
 		"link.taken":        "This chat is already linked to another amoCRM account. Remove the bot from the chat first.",
 		"link.usage":        "To link this chat, add the bot with the link from the amoDispatch settings in amoCRM or send /link CODE.",
 		"link.not_group":    "Only a group chat can be linked. Add the bot to your executors' group.",

@@ -141,7 +141,8 @@ func (b *Handler) onLink(ctx context.Context, m *models.Message, code string) er
 	case errors.Is(err, dispatch.ErrNotFound):
 		// A spent, rotated or made-up code links nothing. Replayed in the
 		// group it once linked (a member re-sending the "/start@bot CODE"
-		// of the history), it is told where the group belongs.
+		// of the history, or this update retried after its reply failed),
+		// it is told where the group belongs.
 		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.ActiveFor(a.ID) {
 			return b.reply(ctx, m.Chat.ID, i18n.T(a.Language, "link.already", a.Name))
 		}
