@@ -41,6 +41,7 @@ define([], function () {
         h += '<p><a class="amodispatch-button amodispatch-startgroup" target="_blank" rel="noopener" href="' + esc(st.bot.startgroup_url) + '">' +
           esc(t('ui.advanced.link_button')) + '</a></p>' +
           '<p class="amodispatch-muted">' + esc(t('ui.advanced.link_command')) + ' <code class="amodispatch-link-command">' + esc(st.bot.link_command) + '</code></p>' +
+          '<p class="amodispatch-muted">' + esc(t('ui.advanced.link_once')) + '</p>' +
           '<p><button type="button" class="amodispatch-button amodispatch-rotate-code">' + esc(t('ui.advanced.rotate_code')) + '</button> ' +
           '<span class="amodispatch-muted">' + esc(t('ui.advanced.rotate_hint')) + '</span>' +
           '<span class="amodispatch-code-status" role="status"></span></p>';

@@ -9,26 +9,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func TestRunRefusesBadConfigWithOneLine(t *testing.T) {
 	env := map[string]string{"TELEGRAM_MODE": "push", "DATA_DIR": t.TempDir()}
@@ -46,7 +34,7 @@ func TestServeWithoutCredentials(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	env := map[string]string{"DATA_DIR": t.TempDir(), "LISTEN_ADDR": addr}
-	out := &lockedBuffer{}
+	out := &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, []string{"serve"}, func(k string) string { return env[k] }, out) }()
@@ -101,7 +89,7 @@ func TestServeWithoutCredentials(t *testing.T) {
 
 func TestMigrateCommand(t *testing.T) {
 	dir := t.TempDir()
-	out := &lockedBuffer{}
+	out := &testkit.Buffer{}
 	env := map[string]string{"DATA_DIR": dir}
 	if err := Run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, out); err != nil {
 		t.Fatal(err)
@@ -109,7 +97,7 @@ func TestMigrateCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "00001_foundation.sql") {
 		t.Fatalf("migrate output: %s", out.String())
 	}
-	out2 := &lockedBuffer{}
+	out2 := &testkit.Buffer{}
 	if err := Run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, out2); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +127,7 @@ func TestRotateKeysCommand(t *testing.T) {
 
 		env := map[string]string{"DATABASE_URL": dbURL, "DATA_DIR": dir, "ENCRYPTION_KEY": b64(newKey) + "," + b64(oldKey)}
 		rotate := func() (string, error) {
-			out := &lockedBuffer{}
+			out := &testkit.Buffer{}
 			err := Run(ctx, []string{"rotate-keys"}, func(k string) string { return env[k] }, out)
 			for _, leak := range []string{"access-plain", "refresh-plain", "v1:"} {
 				if strings.Contains(out.String(), leak) || (err != nil && strings.Contains(err.Error(), leak)) {
@@ -170,7 +158,7 @@ func TestRotateKeysCommand(t *testing.T) {
 
 func TestRotateKeysRefusesUnmigratedDatabase(t *testing.T) {
 	env := map[string]string{"DATA_DIR": t.TempDir(), "ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))}
-	err := Run(context.Background(), []string{"rotate-keys"}, func(k string) string { return env[k] }, &lockedBuffer{})
+	err := Run(context.Background(), []string{"rotate-keys"}, func(k string) string { return env[k] }, &testkit.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "dispatcher migrate") {
 		t.Fatalf("err = %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 )
 
 // `dispatcher demo` prints the sandbox's URL, serves it, and stops
@@ -17,7 +19,7 @@ import (
 func TestDemoCommand(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // the demo's temporary data folder lands here
-	out := &lockedBuffer{}
+	out := &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -43,13 +43,13 @@ func ours(t *testing.T) (direct, deps map[string][]string) {
 // the domain moves nothing else, and an adapter can be replaced alone.
 func TestDependencyRules(t *testing.T) {
 	direct, deps := ours(t)
-	for _, p := range []string{"dispatch", "telegram", "amocrm", "store", "flow", "service", "tgbot", "httpapi", "app"} {
+	for _, p := range []string{"dispatch", "telegram", "amocrm", "store", "flow", "service", "tgbot", "httpapi", "app", "testkit"} {
 		if _, ok := direct[p]; !ok {
 			t.Fatalf("package %s not listed: the rules below would pass vacuously", p)
 		}
 	}
 	// Packages that must not depend on any package of ours, at any depth.
-	for _, p := range []string{"dispatch", "telegram", "amocrm", "fakeamocrm", "faketelegram", "i18n", "secret"} {
+	for _, p := range []string{"dispatch", "telegram", "amocrm", "fakeamocrm", "faketelegram", "i18n", "secret", "testkit"} {
 		if len(deps[p]) > 0 {
 			t.Errorf("%s depends on %v; it must import nothing of ours", p, deps[p])
 		}
@@ -70,6 +70,13 @@ func TestDependencyRules(t *testing.T) {
 			if slices.Contains([]string{"flow", "service", "tgbot", "httpapi", "app", "sandbox"}, imp) && imp != uc {
 				t.Errorf("use case %s imports %s", uc, imp)
 			}
+		}
+	}
+	// testkit is for tests: go list's Imports and Deps leave test files out,
+	// so any package reaching it here is production code importing it.
+	for p, ds := range deps {
+		if slices.Contains(ds, "testkit") {
+			t.Errorf("%s depends on testkit; only tests may import it", p)
 		}
 	}
 	// app wires; only the command imports it.

@@ -67,7 +67,7 @@ func runRuntimeLoad(b *testing.B, kind dbtest.Kind) {
 	var chats []int64
 	for g := range groups {
 		group := e.tg.NewGroup(fmt.Sprintf("Bench burst %d", g))
-		e.tg.AddBotToGroup(group.ID, bulk.boss, bulk.code)
+		e.tg.AddBotToGroup(group.ID, bulk.boss, bulk.linkCode(b, be))
 		eventually(b, "group linked", func() bool { c, err := be.Store().Chat(ctx, group.ID); return err == nil && c.Active })
 		chats = append(chats, group.ID)
 		for i := range perGroup {

@@ -87,7 +87,7 @@ func runLoad(b *testing.B, kind dbtest.Kind) {
 	var toSend []time.Duration
 	for i := 0; i < deals; i++ {
 		group := e.tg.NewGroup(fmt.Sprintf("Bench group %d", i))
-		e.tg.AddBotToGroup(group.ID, tn.boss, tn.code)
+		e.tg.AddBotToGroup(group.ID, tn.boss, tn.linkCode(b, be))
 		eventually(b, "group linked", func() bool { c, err := be.Store().Chat(context.Background(), group.ID); return err == nil && c.Active })
 		lead := tn.newLead(b, e, fmt.Sprintf("Bench deal %d", i))
 		if err := be.Store().SetDealTarget(context.Background(), tn.acc.ID, lead.ID, group.ID); err != nil {

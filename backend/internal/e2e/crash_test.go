@@ -72,12 +72,11 @@ func setupProcTenant(t *testing.T, e *env, db *store.DB, id int64, sub string, n
 		pp := procPipe{id: p.ID, first: p.Statuses[0].ID, search: p.Statuses[1].ID, found: p.Statuses[2].ID, group: group}
 		tn.pipes = append(tn.pipes, pp)
 		rules = append(rules, dispatch.Rule{PipelineID: p.ID, TriggerStageIDs: []int64{pp.search}, FoundStageID: pp.found, DefaultChatID: group.ID})
-	}
-	for _, pp := range tn.pipes {
 		eventuallyFor(t, 20*time.Second, "group linked", func() bool {
-			c, err := db.Chat(ctx, pp.group.ID)
+			c, err := db.Chat(ctx, group.ID)
 			return err == nil && c.AccountID == acc.ID && c.Active
 		})
+		code = linkCode(t, db, acc.ID) // the link spent the code; the next group needs the new one
 	}
 	contact, err := e.amo.AddContact(acc.ID, fakeamocrm.Contact{Name: "Клиент " + sub,
 		Phones: []fakeamocrm.FieldValue{{Value: "+7 (916) 555-12-34"}}})

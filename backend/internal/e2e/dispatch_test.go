@@ -13,6 +13,7 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
 // tenant is one installed account with a linked group and dispatch settings.
@@ -22,8 +23,24 @@ type tenant struct {
 	group    faketelegram.Chat
 	contact  fakeamocrm.Contact
 	amoUser  int64
-	boss     int64  // Telegram user who linked the group
-	code     string // the account's link code
+	boss     int64 // Telegram user who linked the group
+}
+
+// linkCode is the account's current link code, as the admin's settings page
+// shows it: a code is single-use, each link issues the next.
+func (tn *tenant) linkCode(t testing.TB, b *backend) string {
+	t.Helper()
+	return linkCode(t, b.Store(), tn.acc.ID)
+}
+
+// linkCode is an account's current link code.
+func linkCode(t testing.TB, db *store.DB, accountID int64) string {
+	t.Helper()
+	a, err := db.Account(context.Background(), accountID)
+	if err != nil {
+		t.Fatalf("link code of %d: %v", accountID, err)
+	}
+	return a.LinkCode
 }
 
 func pipelineSpec(id, base int64, lang string) fakeamocrm.Pipeline {
@@ -67,7 +84,7 @@ func newTenant(t testing.TB, e *env, b *backend, id int64, sub, lang string, sta
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tenant{acc: acc, pipeline: p.ID, group: group, contact: contact, amoUser: id + 2, boss: boss.ID, code: code}
+	return &tenant{acc: acc, pipeline: p.ID, group: group, contact: contact, amoUser: id + 2, boss: boss.ID}
 }
 
 // newLead creates a deal in the first stage with the tenant's contact.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 )
 
 const (
@@ -39,7 +39,7 @@ type env struct {
 	tg    *faketelegram.Server
 	dbURL string
 	dir   string
-	logs  *syncBuffer
+	logs  *testkit.Buffer
 
 	firstPort int
 	started   bool
@@ -105,7 +105,7 @@ func newEnv(t testing.TB, kind dbtest.Kind, opts ...envOption) *env {
 		o(&c)
 	}
 	c.amoOpts.ClientID, c.amoOpts.ClientSecret = clientID, clientSecret
-	e := &env{t: t, kind: kind, logs: &syncBuffer{}, adminTTL: c.adminTTL, clock: c.clock}
+	e := &env{t: t, kind: kind, logs: &testkit.Buffer{}, adminTTL: c.adminTTL, clock: c.clock}
 	if c.dbURL != "" {
 		e.dbURL = c.dbURL
 	} else {
@@ -275,21 +275,4 @@ func exchange(t testing.TB, method, rawURL string, body []byte, headers ...strin
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, raw, resp.Header
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -113,21 +113,26 @@ func TestInstallSubscribeAndLinkTwoAccounts(t *testing.T) {
 		// to another bot is ignored; a wrong code is answered and links nothing.
 		groupC := e.tg.NewGroup("Alpha night shift")
 		e.tg.AddBotToGroup(groupC.ID, boss.ID, "")
-		e.tg.SendGroupMessage(groupC.ID, boss.ID, "/link@OtherBot "+codeA)
+		// Each link spends the code it used: group C needs A's current one.
+		nextA := linkCode(t, b.Store(), accA.ID)
+		if nextA == codeA {
+			t.Fatal("linking group A did not renew A's code")
+		}
+		e.tg.SendGroupMessage(groupC.ID, boss.ID, "/link@OtherBot "+nextA)
 		e.tg.SendGroupMessage(groupC.ID, boss.ID, "/link WRONGCODE")
-		e.tg.SendGroupMessage(groupC.ID, boss.ID, "/link@"+botName+" "+codeA)
+		e.tg.SendGroupMessage(groupC.ID, boss.ID, "/link@"+botName+" "+nextA)
 		eventually(t, "third chat linked", func() bool {
 			ca, _ := b.Store().Chats(ctx, accA.ID)
 			return len(ca) == 2
 		})
 		eventually(t, "both replies in group C", func() bool { return len(botTexts(e, groupC.ID)) >= 2 })
 		texts := botTexts(e, groupC.ID)
-		if len(texts) != 2 || !strings.Contains(texts[0], "не найден") || !strings.Contains(texts[1], "подключён") {
+		if len(texts) != 2 || !strings.Contains(texts[0], "устарела") || !strings.Contains(texts[1], "подключён") {
 			t.Fatalf("group C replies: %q", texts)
 		}
 
 		// Account B's code cannot steal A's active chat.
-		e.tg.SendGroupMessage(groupA.ID, boss.ID, "/link "+codeB)
+		e.tg.SendGroupMessage(groupA.ID, boss.ID, "/link "+linkCode(t, b.Store(), accB.ID))
 		eventually(t, "refusal in A", func() bool { return len(botTexts(e, groupA.ID)) == 2 })
 		if texts := botTexts(e, groupA.ID); !strings.Contains(texts[1], "другому аккаунту") {
 			t.Fatalf("refusal text: %q", texts[1])

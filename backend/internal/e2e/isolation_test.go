@@ -104,7 +104,7 @@ func TestWidgetTenantIsolation(t *testing.T) {
 		// B: a second chat, an open order, a taken one and a fresh deal
 		// aimed at the second chat; A: an open order and a fresh deal.
 		nightB := e.tg.NewGroup("Zulu night shift")
-		e.tg.AddBotToGroup(nightB.ID, tb.boss, tb.code)
+		e.tg.AddBotToGroup(nightB.ID, tb.boss, tb.linkCode(t, b))
 		eventually(t, "B's second chat linked", func() bool {
 			c, err := b.Store().Chat(ctx, nightB.ID)
 			return err == nil && c.AccountID == tb.acc.ID && c.Active
@@ -212,7 +212,7 @@ func TestWidgetTenantIsolation(t *testing.T) {
 				t.Fatalf("B's own views do not show %d; the leak check would be blind to it", id)
 			}
 		}
-		sentinels := []string{bOpen.Name, bTaken.Name, bFresh.Name, tb.group.Title, nightB.Title, "zulu LLC", tb.code,
+		sentinels := []string{bOpen.Name, bTaken.Name, bFresh.Name, tb.group.Title, nightB.Title, "zulu LLC", tb.linkCode(t, b),
 			courier.FirstName, courier.LastName, courier.Username, "Клиент zulu", "client@zulu.test"}
 
 		bBefore, aBefore := bSnapshot(), aSnapshot()

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 )
 
 var (
@@ -82,7 +84,7 @@ type proc struct {
 	name string
 	URL  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testkit.Buffer
 	done chan struct{}
 	err  error // Wait's result, valid after done
 }
@@ -125,7 +127,7 @@ func (e *env) startProcErr(t testing.TB, name string, extra map[string]string) (
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port := freePort(t)
-		p := &proc{name: name, URL: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}, done: make(chan struct{})}
+		p := &proc{name: name, URL: fmt.Sprintf("http://127.0.0.1:%d", port), out: &testkit.Buffer{}, done: make(chan struct{})}
 		p.cmd = exec.Command(bin, "serve")
 		p.cmd.Env = e.procEnv(port, extra)
 		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

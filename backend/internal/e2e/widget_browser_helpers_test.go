@@ -8,7 +8,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,11 +24,12 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/amocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
+	"github.com/amodispatch/amodispatch/backend/internal/sandbox"
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 	"github.com/amodispatch/amodispatch/backend/internal/widgetcheck"
 )
 
 const (
-	chromiumPath   = "/usr/bin/chromium"
 	widgetDir      = "../../../widget"
 	amoPageDir     = "../sandbox/amocrm-page"
 	widgetPagePath = "/widget"
@@ -61,17 +61,7 @@ func newWidgetPage(t testing.TB, e *env, b *backend, acc *fakeamocrm.Account, us
 	}
 	p := &widgetPage{t: t, acc: acc, userID: userID, secret: []byte(clientSecret),
 		aud: amocrm.AudienceOf(fmt.Sprintf("http://127.0.0.1:%d/oauth/amocrm/callback", e.firstPort))}
-	proxy := httputil.NewSingleHostReverseProxy(backendURL)
-	origin := "https://" + acc.Domain
-	director := proxy.Director
-	proxy.Director = func(r *http.Request) {
-		director(r)
-		r.Host = backendURL.Host
-		if r.Header.Get("Origin") != "" {
-			r.Header.Set("Origin", origin)
-		}
-		r.Header.Set("Referer", origin+"/leads/")
-	}
+	proxy := sandbox.WidgetAPIProxy(backendURL, acc.Domain)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", p.page)
 	mux.Handle("GET /vendor/", http.StripPrefix("/vendor/", http.FileServer(http.Dir(amoPageDir))))
@@ -206,45 +196,13 @@ type browser struct {
 // (REQUIRE_CHROMIUM=1 turns that into a failure).
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("REQUIRE_CHROMIUM") == "1" {
-			t.Fatalf("Chromium not found at %s and REQUIRE_CHROMIUM=1", chromiumPath)
-		}
-		t.Logf("LEFT OUT: Chromium not found (%s); install it with apt-get install -y chromium", chromiumPath)
-		t.Skip("LEFT OUT: Chromium not found")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	br := &browser{}
-	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithListener(br.listen))
-	br.ctx = ctx
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
+	br.ctx = testkit.Chromium(t, 1280, 900, br.listen)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("browser console:\n%s", strings.Join(br.console(), "\n"))
 		}
 	})
-	// The first call starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
 	return br
 }
 
@@ -259,12 +217,7 @@ func (br *browser) listen(ev any) {
 		}
 		br.log(fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " ")))
 	case *runtime.EventExceptionThrown:
-		d := ev.ExceptionDetails
-		msg := d.Text
-		if d.Exception != nil {
-			msg += " " + d.Exception.Description
-		}
-		br.log(fmt.Sprintf("exception: %s (%s:%d)", msg, d.URL, d.LineNumber+1))
+		br.log("exception: " + testkit.Exception(ev))
 	}
 }
 
@@ -283,23 +236,13 @@ func (br *browser) console() []string {
 // run performs browser steps with a deadline.
 func (br *browser) run(t testing.TB, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
+	testkit.Do(t, br.ctx, steps...)
 }
 
 // evalAs runs JavaScript and decodes its result.
 func evalAs[T any](t testing.TB, br *browser, js string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
-	if err != nil {
-		t.Fatalf("browser: evaluate: %v", err)
-	}
-	return v
+	return testkit.Eval[T](t, br.ctx, js)
 }
 
 // click clicks the first element matching a CSS selector, as a user would.

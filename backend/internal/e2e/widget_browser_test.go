@@ -15,11 +15,12 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
 )
 
-// linkSecondGroup links another Telegram group to the tenant's account.
+// linkSecondGroup links another Telegram group to the tenant's account with
+// the account's current link code (the first link spent newTenant's).
 func linkSecondGroup(t *testing.T, e *env, b *backend, tn *tenant, title string) faketelegram.Chat {
 	t.Helper()
 	g := e.tg.NewGroup(title)
-	e.tg.AddBotToGroup(g.ID, tn.boss, tn.code)
+	e.tg.AddBotToGroup(g.ID, tn.boss, tn.linkCode(t, b))
 	eventually(t, "second group linked", func() bool {
 		c, err := b.Store().Chat(context.Background(), g.ID)
 		return err == nil && c.AccountID == tn.acc.ID
@@ -63,11 +64,12 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		if !slices.Contains(titles, tn.group.Title) || !slices.Contains(titles, second.Title) {
 			t.Fatalf("chat titles on the page: %q", titles)
 		}
+		code := tn.linkCode(t, b) // the one the second group's link issued
 		href := evalAs[string](t, br, `document.querySelector('.amodispatch-startgroup').href`)
-		if want := "https://t.me/" + botName + "?startgroup=" + tn.code; href != want {
+		if want := "https://t.me/" + botName + "?startgroup=" + code; href != want {
 			t.Fatalf("startgroup link %q, want %q", href, want)
 		}
-		if cmd := br.texts(t, ".amodispatch-link-command"); len(cmd) != 1 || cmd[0] != "/link "+tn.code {
+		if cmd := br.texts(t, ".amodispatch-link-command"); len(cmd) != 1 || cmd[0] != "/link "+code {
 			t.Fatalf("link command %q", cmd)
 		}
 		// newTenant's rule shows as saved: stage 2 checked, stage 3 found.
@@ -86,7 +88,7 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		br.click(t, ".amodispatch-rotate-code")
 		br.waitText(t, root+" .amodispatch-code-status", "Код сменён")
 		rotated, err := b.Store().Account(ctx, tn.acc.ID)
-		if err != nil || rotated.LinkCode == tn.code {
+		if err != nil || rotated.LinkCode == code {
 			t.Fatalf("link code after the button: %q %v", rotated.LinkCode, err)
 		}
 		if cmd := br.texts(t, ".amodispatch-link-command"); len(cmd) != 1 || cmd[0] != "/link "+rotated.LinkCode {
@@ -95,7 +97,7 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		if href := evalAs[string](t, br, `document.querySelector('.amodispatch-startgroup').href`); !strings.HasSuffix(href, "?startgroup="+rotated.LinkCode) {
 			t.Fatalf("startgroup link after the rotation %q", href)
 		}
-		if _, err := b.Store().AccountByLinkCode(ctx, tn.code); err == nil {
+		if _, err := b.Store().AccountByLinkCode(ctx, code); err == nil {
 			t.Fatal("the old code still links")
 		}
 

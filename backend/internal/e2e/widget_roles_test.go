@@ -25,6 +25,8 @@ func TestWidgetAdminOnly(t *testing.T) {
 		b := e.start()
 		ctx := context.Background()
 		ta := newTenant(t, e, b, 48000000, "lima", "ru", 8000)
+		// The current code: linking ta.group spent the install page's.
+		code := ta.linkCode(t, b)
 		admin, manager := ta.acc.ID+1, ta.amoUser // newTenant's users: an admin and a manager
 		tokAdmin := widgetToken(t, b, ta.acc.ID, "lima", asUser(admin))
 		tokManager := widgetToken(t, b, ta.acc.ID, "lima", asUser(manager))
@@ -41,7 +43,7 @@ func TestWidgetAdminOnly(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("manager's state: %d %s", status, raw)
 		}
-		for _, secret := range []string{ta.code, "startgroup", "link_command", "executor_users", fmt.Sprint(mappedExecutor), `"settings"`} {
+		for _, secret := range []string{code, "startgroup", "link_command", "executor_users", fmt.Sprint(mappedExecutor), `"settings"`} {
 			if strings.Contains(string(raw), secret) {
 				t.Errorf("manager's state shows %q: %s", secret, raw)
 			}
@@ -69,7 +71,7 @@ func TestWidgetAdminOnly(t *testing.T) {
 		if after, _ := b.Store().Settings(ctx, ta.acc.ID); fmt.Sprint(after) != fmt.Sprint(settingsBefore) {
 			t.Fatalf("a manager's call changed settings:\n%+v\n%+v", settingsBefore, after)
 		}
-		if a, _ := b.Store().Account(ctx, ta.acc.ID); a.LinkCode != ta.code {
+		if a, _ := b.Store().Account(ctx, ta.acc.ID); a.LinkCode != code {
 			t.Fatal("a manager's call changed the link code")
 		}
 
@@ -96,7 +98,7 @@ func TestWidgetAdminOnly(t *testing.T) {
 		// The admin sees the code and settings, and rotates the code.
 		_, st, _ = widgetCall(t, b, "GET", "/api/widget/state", tokAdmin, "")
 		bot, _ := st["bot"].(map[string]any)
-		if st["is_admin"] != true || bot == nil || bot["link_command"] != "/link "+ta.code || st["settings"] == nil {
+		if st["is_admin"] != true || bot == nil || bot["link_command"] != "/link "+code || st["settings"] == nil {
 			t.Fatalf("admin's state: %v", st)
 		}
 		s, out, _ := widgetCall(t, b, "POST", "/api/widget/link-code/rotate", tokAdmin, "")
@@ -105,7 +107,7 @@ func TestWidgetAdminOnly(t *testing.T) {
 			t.Fatalf("rotate: %d %v", s, out)
 		}
 		newCode := strings.TrimPrefix(newBot["link_command"].(string), "/link ")
-		if newCode == ta.code || newCode == "" || newBot["startgroup_url"] != "https://t.me/"+botName+"?startgroup="+newCode {
+		if newCode == code || newCode == "" || newBot["startgroup_url"] != "https://t.me/"+botName+"?startgroup="+newCode {
 			t.Fatalf("rotated links: %v", newBot)
 		}
 		if _, st, _ = widgetCall(t, b, "GET", "/api/widget/state", tokAdmin, ""); st["bot"].(map[string]any)["link_command"] != "/link "+newCode {
@@ -118,14 +120,14 @@ func TestWidgetAdminOnly(t *testing.T) {
 
 		// Over Telegram: the old code links nothing, the new one links.
 		oldGroup, newGroup := e.tg.NewGroup("Lima: old code"), e.tg.NewGroup("Lima: new code")
-		e.tg.AddBotToGroup(oldGroup.ID, ta.boss, ta.code)
+		e.tg.AddBotToGroup(oldGroup.ID, ta.boss, code)
 		e.tg.AddBotToGroup(newGroup.ID, ta.boss, "")
-		e.tg.SendGroupMessage(newGroup.ID, ta.boss, "/link "+ta.code)
+		e.tg.SendGroupMessage(newGroup.ID, ta.boss, "/link "+code)
 		eventually(t, "the old code refused twice", func() bool {
 			return len(botTexts(e, oldGroup.ID)) >= 1 && len(botTexts(e, newGroup.ID)) >= 1
 		})
 		for _, g := range []int64{oldGroup.ID, newGroup.ID} {
-			if texts := botTexts(e, g); !strings.Contains(texts[0], "не найден") {
+			if texts := botTexts(e, g); !strings.Contains(texts[0], "устарела") {
 				t.Fatalf("old code in group %d: %q", g, texts)
 			}
 			if _, err := b.Store().Chat(ctx, g); err == nil {

@@ -14,12 +14,11 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 )
 
-const (
-	chromiumPath   = "/usr/bin/chromium"
-	screenshotsDir = "../../../docs/screenshots"
-)
+const screenshotsDir = "../../../docs/screenshots"
 
 // browser is one headless Chromium with a fresh profile; it records the
 // page's uncaught exceptions.
@@ -34,31 +33,10 @@ type browser struct {
 // tests do.
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("REQUIRE_CHROMIUM") == "1" {
-			t.Fatalf("Chromium not found at %s and REQUIRE_CHROMIUM=1", chromiumPath)
-		}
-		t.Logf("LEFT OUT: Chromium not found (%s); install it with apt-get install -y chromium", chromiumPath)
-		t.Skip("LEFT OUT: Chromium not found")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	br := &browser{}
-	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithListener(br.listen))
-	br.ctx = ctx
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	// The first call starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
+	br.ctx = testkit.Chromium(t, 1400, 1000, br.listen)
 	// The widget formats dates in the browser's locale; the screenshots are Russian.
-	if _, err := chromedp.Call(ctx, emulation.SetLocaleOverride, emulation.SetLocaleOverrideParams{Locale: "ru_RU"}); err != nil {
+	if _, err := chromedp.Call(br.ctx, emulation.SetLocaleOverride, emulation.SetLocaleOverrideParams{Locale: "ru_RU"}); err != nil {
 		t.Fatalf("locale: %v", err)
 	}
 	return br
@@ -66,13 +44,8 @@ func newBrowser(t *testing.T) *browser {
 
 func (br *browser) listen(ev any) {
 	if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
-		d := ev.ExceptionDetails
-		msg := d.Text
-		if d.Exception != nil {
-			msg += " " + d.Exception.Description
-		}
 		br.mu.Lock()
-		br.exceptions = append(br.exceptions, fmt.Sprintf("%s (%s:%d)", msg, d.URL, d.LineNumber+1))
+		br.exceptions = append(br.exceptions, testkit.Exception(ev))
 		br.mu.Unlock()
 	}
 }
@@ -88,22 +61,12 @@ func (br *browser) noExceptions(t testing.TB) {
 
 func (br *browser) run(t testing.TB, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
+	testkit.Do(t, br.ctx, steps...)
 }
 
 func eval[T any](t testing.TB, br *browser, js string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
-	if err != nil {
-		t.Fatalf("browser: evaluate %s: %v", js, err)
-	}
-	return v
+	return testkit.Eval[T](t, br.ctx, js)
 }
 
 // waitText polls until the text of the first element matching sel (in the

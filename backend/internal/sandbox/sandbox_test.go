@@ -13,20 +13,20 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/app"
 	"github.com/amodispatch/amodispatch/backend/internal/config"
 	"github.com/amodispatch/amodispatch/backend/internal/sandbox"
+	"github.com/amodispatch/amodispatch/backend/internal/testkit"
 )
 
 // startSandbox runs a sandbox (backend on SQLite in a temporary folder) on
 // a free port; the backend's log is shown if the test fails.
 func startSandbox(t testing.TB) *sandbox.Sandbox {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("backend logs:\n%s", logs.String())
@@ -434,20 +434,3 @@ func TestSandboxRefusals(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -77,21 +77,29 @@ func fileHandler(fsys fs.FS, name string) http.Handler {
 	})
 }
 
-func (s *Sandbox) widgetProxy() http.Handler {
-	backend, _ := url.Parse(s.backendURL)
-	origin := "https://" + s.demo.acc.Domain
+// WidgetAPIProxy forwards the widget's API calls from a page standing in for
+// amoCRM (this server, the widget's browser tests) to the backend as the
+// widget on the account's amoCRM page makes them: the browser's origin is
+// the stand-in page, the widget's real origin is https://accountDomain,
+// which the backend's CORS check expects.
+func WidgetAPIProxy(backend *url.URL, accountDomain string) *httputil.ReverseProxy {
+	origin := "https://" + accountDomain
 	proxy := httputil.NewSingleHostReverseProxy(backend)
 	director := proxy.Director
 	proxy.Director = func(r *http.Request) {
 		director(r)
 		r.Host = backend.Host
-		// The browser's origin is this page; the widget's real origin is the
-		// account's amoCRM page, which the backend's CORS check expects.
 		if r.Header.Get("Origin") != "" {
 			r.Header.Set("Origin", origin)
 		}
 		r.Header.Set("Referer", origin+"/leads/")
 	}
+	return proxy
+}
+
+func (s *Sandbox) widgetProxy() http.Handler {
+	backend, _ := url.Parse(s.backendURL)
+	proxy := WidgetAPIProxy(backend, s.demo.acc.Domain)
 	proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		// A reloaded card frame cancels its calls; that is no failure.
 		if r.Context().Err() == nil {

@@ -8,16 +8,18 @@ import (
 )
 
 // LinkChat links the Telegram chat to the account whose link code was given
-// (deep link `startgroup` parameter or `/link CODE`).
+// (deep link `startgroup` parameter or `/link CODE`). The code is single-use:
+// the "/start@bot CODE" it leaves in the group's history must link no other
+// group, so any use of a current code spends it and the account gets a new
+// one (ErrChatTaken spends it too). A code that is not current (spent,
+// rotated, made up) is ErrNotFound and changes nothing.
 func (s *Service) LinkChat(ctx context.Context, code string, chat dispatch.Chat) (dispatch.Account, dispatch.Chat, error) {
-	a, err := s.db.AccountByLinkCode(ctx, code)
-	if err != nil {
-		return dispatch.Account{}, dispatch.Chat{}, fmt.Errorf("link chat %d: %w", chat.ID, err)
+	a, linked, err := s.db.LinkChatByCode(ctx, code, chat)
+	if a.ID != 0 {
+		s.log.Info("link code spent, a new one issued", "account_id", a.ID, "chat_id", chat.ID)
 	}
-	chat.AccountID = a.ID
-	linked, err := s.db.LinkChat(ctx, chat)
 	if err != nil {
-		return a, dispatch.Chat{}, err
+		return a, dispatch.Chat{}, fmt.Errorf("link chat %d: %w", chat.ID, err)
 	}
 	s.log.Info("chat linked", "account_id", a.ID, "chat_id", chat.ID)
 	return a, linked, nil

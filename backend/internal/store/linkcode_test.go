@@ -82,6 +82,112 @@ func TestLinkCodeHashedAndRotated(t *testing.T) {
 	})
 }
 
+// A link code is single-use: the use that links a group spends it and
+// issues a new one, so the "/start@bot CODE" left in that group's history
+// links nothing else; a use refused because the chat is another account's
+// spends it too (the group saw it). A spent code changes nothing.
+func TestLinkChatByCodeSpendsTheCode(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := dbtest.Open(t, kind, nil)
+		a := install(t, db, 42)
+		b := install(t, db, 43)
+
+		acc, chat, err := db.LinkChatByCode(ctx, a.LinkCode, dispatch.Chat{ID: -100, Title: "First", Type: "group", LinkedBy: 7})
+		if err != nil || acc.ID != 42 || chat.ID != -100 || chat.AccountID != 42 || !chat.Active {
+			t.Fatalf("first use: %+v %+v %v", acc, chat, err)
+		}
+		if acc.LinkCode == a.LinkCode || acc.LinkCode == "" {
+			t.Fatalf("the code was not renewed: %q", acc.LinkCode)
+		}
+		if got, _ := db.Account(ctx, 42); got.LinkCode != acc.LinkCode {
+			t.Fatalf("account shows %q, want the new code %q", got.LinkCode, acc.LinkCode)
+		}
+		if hash, _ := storedLinkCode(t, db, 42); hash != sha256Hex(acc.LinkCode) {
+			t.Fatal("the new code is not stored hashed")
+		}
+
+		// Replayed: in another group, and in the group it linked (now unlinked).
+		if _, err := db.DeactivateChat(ctx, -100); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{-200, -100} {
+			if _, _, err := db.LinkChatByCode(ctx, a.LinkCode, dispatch.Chat{ID: id, Title: "Replay", Type: "group"}); !errors.Is(err, dispatch.ErrNotFound) {
+				t.Fatalf("spent code in chat %d: %v", id, err)
+			}
+		}
+		if chats, _ := db.Chats(ctx, 42); len(chats) != 1 || chats[0].Active {
+			t.Fatalf("a spent code changed the chats: %+v", chats)
+		}
+		if got, _ := db.Account(ctx, 42); got.LinkCode != acc.LinkCode {
+			t.Fatal("a spent code changed the current one")
+		}
+
+		// The new code works, once.
+		again, _, err := db.LinkChatByCode(ctx, acc.LinkCode, dispatch.Chat{ID: -100, Title: "First", Type: "group"})
+		if err != nil || again.LinkCode == acc.LinkCode {
+			t.Fatalf("the new code: %q %v", again.LinkCode, err)
+		}
+
+		// B's code sent in A's group: refused, and spent.
+		bAcc, _, err := db.LinkChatByCode(ctx, b.LinkCode, dispatch.Chat{ID: -100, Title: "First", Type: "group"})
+		if !errors.Is(err, dispatch.ErrChatTaken) || bAcc.ID != 43 || bAcc.LinkCode == b.LinkCode {
+			t.Fatalf("another account's chat: %+v %v", bAcc, err)
+		}
+		if got, _ := db.Account(ctx, 43); got.LinkCode != bAcc.LinkCode {
+			t.Fatal("the refused use did not spend B's code")
+		}
+		if c, _ := db.Chat(ctx, -100); c.AccountID != 42 || !c.Active {
+			t.Fatalf("chat moved: %+v", c)
+		}
+
+		// A disabled account's code links nothing and stays.
+		if err := db.SetAccountStatus(ctx, 43, dispatch.AccountDisabled); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := db.LinkChatByCode(ctx, bAcc.LinkCode, dispatch.Chat{ID: -300, Type: "group"}); !errors.Is(err, dispatch.ErrNotFound) {
+			t.Fatalf("disabled account's code: %v", err)
+		}
+	})
+}
+
+// Of many uses of one code at once one links a group: on PostgreSQL from two
+// processes (replicas), on SQLite from one (SQLite serves one process).
+func TestLinkCodeRaceLinksOneChat(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		dbURL, dir := dbtest.NewURL(t, kind)
+		dbs := []*store.DB{dbtest.OpenAt(t, dbURL, dir, nil)}
+		if kind == dbtest.Postgres {
+			dbs = append(dbs, dbtest.OpenAt(t, dbURL, dir, nil))
+		}
+		a := install(t, dbs[0], 42)
+		const n = 12
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for i := range n {
+			go func() {
+				<-start
+				_, _, err := dbs[i%len(dbs)].LinkChatByCode(ctx, a.LinkCode, dispatch.Chat{ID: int64(-1000 - i), Type: "group"})
+				errs <- err
+			}()
+		}
+		close(start)
+		linked := 0
+		for range n {
+			switch err := <-errs; {
+			case err == nil:
+				linked++
+			case !errors.Is(err, dispatch.ErrNotFound):
+				t.Errorf("use: %v", err)
+			}
+		}
+		if chats, _ := dbs[0].Chats(ctx, 42); linked != 1 || len(chats) != 1 {
+			t.Fatalf("%d uses linked, %d chats stored; want 1 and 1", linked, len(chats))
+		}
+	})
+}
+
 // Codes written in the clear before migration 00005 keep working after it,
 // and are then stored hashed and sealed.
 func TestLegacyLinkCodesSealedAtMigrate(t *testing.T) {

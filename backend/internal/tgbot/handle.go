@@ -139,6 +139,13 @@ func (b *Handler) onLink(ctx context.Context, m *models.Message, code string) er
 	})
 	switch {
 	case errors.Is(err, dispatch.ErrNotFound):
+		// A spent, rotated or made-up code links nothing. Replayed in the
+		// group it once linked (a member re-sending the "/start@bot CODE"
+		// of the history, or this update retried after its reply failed),
+		// it is told where the group belongs.
+		if a, c, err := b.o.Chats.ChatAccount(ctx, m.Chat.ID); err == nil && c.ActiveFor(a.ID) {
+			return b.reply(ctx, m.Chat.ID, i18n.T(a.Language, "link.already", a.Name))
+		}
 		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.bad_code"))
 	case errors.Is(err, dispatch.ErrChatTaken):
 		return b.reply(ctx, m.Chat.ID, i18n.T(m.From.LanguageCode, "link.taken"))

@@ -87,7 +87,8 @@ func (o fakeOrders) StartToken(_ context.Context, _ dispatch.Executor, token str
 
 // fakeChats is the account use cases as func fields.
 type fakeChats struct {
-	link func(code string) (dispatch.Account, dispatch.Chat, error)
+	link     func(code string) (dispatch.Account, dispatch.Chat, error)
+	linkedTo *dispatch.Account // ChatAccount's answer; nil: the chat is linked nowhere
 }
 
 func (c fakeChats) LinkChat(_ context.Context, code string, _ dispatch.Chat) (dispatch.Account, dispatch.Chat, error) {
@@ -95,8 +96,11 @@ func (c fakeChats) LinkChat(_ context.Context, code string, _ dispatch.Chat) (di
 }
 func (fakeChats) ChatRemoved(context.Context, int64) error         { return nil }
 func (fakeChats) ChatMigrated(context.Context, int64, int64) error { return nil }
-func (fakeChats) ChatAccount(context.Context, int64) (dispatch.Account, dispatch.Chat, error) {
-	return dispatch.Account{}, dispatch.Chat{}, dispatch.ErrNotFound
+func (c fakeChats) ChatAccount(_ context.Context, chatID int64) (dispatch.Account, dispatch.Chat, error) {
+	if c.linkedTo == nil {
+		return dispatch.Account{}, dispatch.Chat{}, dispatch.ErrNotFound
+	}
+	return *c.linkedTo, dispatch.Chat{ID: chatID, AccountID: c.linkedTo.ID, Active: true}, nil
 }
 func (fakeChats) RegisterExecutor(context.Context, dispatch.Executor) error { return nil }
 
@@ -216,18 +220,22 @@ func TestStartTokenReplies(t *testing.T) {
 
 // What /link answers in a group, one row per outcome of linking.
 func TestLinkReplies(t *testing.T) {
-	acc := dispatch.Account{Name: "Acme", Language: "en"}
+	acc := dispatch.Account{ID: 7, Name: "Acme", Language: "en"}
 	tests := []struct {
-		err  error
-		want string
+		err      error
+		linkedTo *dispatch.Account // the chat's account before the command
+		want     string
 	}{
-		{nil, i18n.T("en", "link.ok", "Group", "Acme")},
-		{dispatch.ErrNotFound, i18n.T("en", "link.bad_code")},
-		{dispatch.ErrChatTaken, i18n.T("en", "link.taken")},
+		{nil, nil, i18n.T("en", "link.ok", "Group", "Acme")},
+		// A spent (single-use), rotated or made-up code.
+		{dispatch.ErrNotFound, nil, i18n.T("en", "link.bad_code")},
+		// The same, replayed in a group already linked: where it belongs.
+		{dispatch.ErrNotFound, &dispatch.Account{ID: 8, Name: "Zulu", Language: "ru"}, i18n.T("ru", "link.already", "Zulu")},
+		{dispatch.ErrChatTaken, nil, i18n.T("en", "link.taken")},
 	}
 	for _, tc := range tests {
 		c := &fakeClient{}
-		h := New(Options{Client: c, Orders: fakeOrders{t: t}, Chats: fakeChats{link: func(code string) (dispatch.Account, dispatch.Chat, error) {
+		h := New(Options{Client: c, Orders: fakeOrders{t: t}, Chats: fakeChats{linkedTo: tc.linkedTo, link: func(code string) (dispatch.Account, dispatch.Chat, error) {
 			if code != "CODE" {
 				t.Errorf("code %q", code)
 			}
