@@ -268,7 +268,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, erro
 		log.Warn("Telegram is not configured (TELEGRAM_BOT_TOKEN): the bot is off")
 	}
 	a.svc = service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
-		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, nil)
+		StateKeys: deriveAll(keys, "oauth-state"), WebhookQuota: float64(cfg.WebhookQuota)}, db, amo, log, nil)
 
 	pgURL := ""
 	if cfg.UsesPostgres() {
