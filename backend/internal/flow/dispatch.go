@@ -229,7 +229,7 @@ func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch
 			return err
 		}
 		f.log.Info("order created", "account_id", a.ID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", reason)
-		return f.enqueue(ctx, tx, PostOrderArgs{OrderID: o.ID})
+		return f.enqueue(ctx, tx, PostOrderArgs{AccountID: o.AccountID, OrderID: o.ID})
 	})
 }
 
@@ -297,7 +297,7 @@ func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
 		}
 		f.log.Info("order closed: deal left the search", "account_id", accountID, "lead_id", leadID, "order_id", was.ID, "status", was.Status)
 		if was.CanWithdraw() {
-			return f.enqueue(ctx, tx, WithdrawPostArgs{OrderID: was.ID})
+			return f.enqueue(ctx, tx, WithdrawPostArgs{AccountID: was.AccountID, OrderID: was.ID})
 		}
 		return nil
 	})
@@ -341,7 +341,7 @@ func (f *Flow) followExecutor(ctx context.Context, api *amocrm.API, args Dispatc
 		return lead, f.endUnderExecutor(ctx, o)
 	}
 	if args.Refresh {
-		return lead, f.db.InTx(ctx, func(tx *store.Tx) error { return f.enqueue(ctx, tx, RefreshCardArgs{OrderID: o.ID}) })
+		return lead, f.db.InTx(ctx, func(tx *store.Tx) error { return f.enqueue(ctx, tx, RefreshCardArgs{AccountID: o.AccountID, OrderID: o.ID}) })
 	}
 	return lead, nil
 }
@@ -367,7 +367,7 @@ func (f *Flow) refreshPost(ctx context.Context, api *amocrm.API, s dispatch.Sett
 			return err
 		}
 		f.log.Info("deal changed before the take, post to be edited", "account_id", o.AccountID, "order_id", o.ID)
-		return f.enqueue(ctx, tx, EditOpenPostArgs{OrderID: o.ID})
+		return f.enqueue(ctx, tx, EditOpenPostArgs{AccountID: o.AccountID, OrderID: o.ID})
 	})
 }
 
@@ -409,5 +409,5 @@ func (f *Flow) refreshCard(ctx context.Context, orderID string) error {
 	if err := f.db.SetCard(ctx, o.ID, o.CardMessageID, text); err != nil {
 		return err
 	}
-	return f.editCard(ctx, EditCardArgs{OrderID: o.ID})
+	return f.editCard(ctx, EditCardArgs{AccountID: o.AccountID, OrderID: o.ID})
 }

@@ -78,9 +78,10 @@ func (s *fairShare) release(account int64) {
 	}
 }
 
-// jobAccount is the account a job's arguments name; 0 for jobs that name an
-// order only (posts, edits, write-backs: Telegram's pacer and amoCRM's
-// limiter bound those, and they snooze rather than sleep) or no account.
+// jobAccount is the account a job's arguments name. Every kind of an
+// order's work names it (see jobs.go); 0 for the reconciler's fan-out,
+// chores and /my, and for jobs queued by a version before every kind
+// carried it (those run once outside the share).
 func jobAccount(job *rivertype.JobRow) int64 {
 	var a struct {
 		AccountID int64 `json:"account_id"`

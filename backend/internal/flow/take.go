@@ -108,12 +108,13 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		if err != nil {
 			return err
 		}
-		jobs := []river.JobArgs{EditTakenArgs{OrderID: o.ID}, UpdateLeadArgs{OrderID: o.ID}, AddNoteArgs{OrderID: o.ID}}
+		jobs := []river.JobArgs{EditTakenArgs{AccountID: o.AccountID, OrderID: o.ID}, UpdateLeadArgs{AccountID: o.AccountID, OrderID: o.ID},
+			AddNoteArgs{AccountID: o.AccountID, OrderID: o.ID}}
 		if messageID != 0 && messageID != o.MessageID {
-			jobs = append(jobs, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
+			jobs = append(jobs, TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID})
 		}
 		if reachable {
-			jobs = append(jobs, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
+			jobs = append(jobs, SendContactArgs{AccountID: o.AccountID, RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
 		} else {
 			token = reveal.ID
 		}
@@ -134,7 +135,7 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	// Telegram must not hold the transaction that decides the race.
 	if token != "" && f.reachableNow(ctx, user) {
 		qerr := f.db.InTx(ctx, func(tx *store.Tx) error {
-			return f.enqueue(ctx, tx, SendContactArgs{RevealID: token, TelegramID: user.TelegramID, Winner: true})
+			return f.enqueue(ctx, tx, SendContactArgs{AccountID: o.AccountID, RevealID: token, TelegramID: user.TelegramID, Winner: true})
 		})
 		if qerr == nil {
 			token = ""
@@ -166,7 +167,7 @@ func (f *Flow) tidyIfCopy(ctx context.Context, o dispatch.Order, messageID int) 
 		return
 	}
 	err := f.db.InTx(ctx, func(tx *store.Tx) error {
-		return f.enqueue(ctx, tx, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
+		return f.enqueue(ctx, tx, TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID})
 	})
 	if err != nil {
 		f.log.Warn("could not queue the edit of a second post", "order_id", o.ID, "message_id", messageID, "err", err)
@@ -226,7 +227,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 			res = PressResult{Outcome: ContactOpenBot, StartToken: reveal.ID}
 			return nil
 		}
-		return f.enqueue(ctx, tx, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID})
+		return f.enqueue(ctx, tx, SendContactArgs{AccountID: o.AccountID, RevealID: reveal.ID, TelegramID: user.TelegramID})
 	})
 	if err != nil {
 		return PressResult{}, err
@@ -252,7 +253,7 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 		return fmt.Errorf("start link of order %s: %w", o.ID, dispatch.ErrOrderClosed)
 	}
 	return f.db.InTx(ctx, func(tx *store.Tx) error {
-		return f.enqueue(ctx, tx, SendContactArgs{RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
+		return f.enqueue(ctx, tx, SendContactArgs{AccountID: o.AccountID, RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
 	})
 }
 
@@ -327,7 +328,7 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 			if err != nil || !added {
 				return err
 			}
-			return f.enqueue(ctx, tx, EventWriteArgs{EventID: ev.ID})
+			return f.enqueue(ctx, tx, EventWriteArgs{AccountID: o.AccountID, EventID: ev.ID})
 		})
 		if err != nil {
 			return err
