@@ -82,11 +82,15 @@ type Flow struct {
 	fieldsMu sync.Mutex
 	fields   map[int64]cachedFields
 
-	leadLocks [64]sync.Mutex // striped by lead id
-	intake    *intake
+	leadLocks  [64]sync.Mutex // striped by lead id
+	orderLocks [64]sync.Mutex // striped by order id: takes
+	intake     *intake
 
 	probeMu     sync.Mutex
 	probeMisses map[int64]time.Time // users Telegram called unreachable, when
+
+	decidedMu sync.Mutex
+	decided   map[string]decidedOrder // orders seen taken, for the presses that follow
 }
 
 func driverFor(db *store.DB, pool *pgxpool.Pool) riverdriver.Driver[*sql.Tx] {

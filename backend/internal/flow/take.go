@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -83,7 +84,32 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	// A storm of presses on a decided order is answered from one read, with
 	// no write and no row lock to queue on; the race itself is still decided
 	// by TakeOrder's conditional UPDATE below.
-	if cur, err := f.db.OrderByID(ctx, orderID); err == nil && cur.ChatID == chatID && cur.Status == dispatch.OrderTaken {
+	//
+	// Presses on one order in this process take turns at the decision: the
+	// first decides, and the others find the order decided with one more
+	// read instead of queueing on the row's lock in the database, each
+	// holding a transaction and a connection.
+	decided := func() (dispatch.Order, bool) {
+		cur, err := f.db.OrderByID(ctx, orderID)
+		ok := err == nil && cur.ChatID == chatID && cur.Status == dispatch.OrderTaken
+		if ok {
+			f.rememberDecided(cur)
+		}
+		return cur, ok
+	}
+	if cur, ok := f.recallDecided(orderID); ok && cur.ChatID == chatID {
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
+	if cur, ok := decided(); ok {
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
+	unlock := f.lockOrder(orderID)
+	if cur, ok := f.recallDecided(orderID); ok && cur.ChatID == chatID { // decided while this press waited its turn
+		unlock()
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
+	if cur, ok := decided(); ok {
+		unlock()
 		return f.pressedTaken(ctx, cur, messageID, user), nil
 	}
 	var (
@@ -120,6 +146,10 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		}
 		return f.enqueue(ctx, tx, jobs...)
 	})
+	if (err == nil || errors.Is(err, dispatch.ErrAlreadyTaken)) && o.Status == dispatch.OrderTaken {
+		f.rememberDecided(o)
+	}
+	unlock()
 	switch {
 	case errors.Is(err, dispatch.ErrAlreadyTaken):
 		return f.pressedTaken(ctx, o, messageID, user), nil
@@ -148,6 +178,52 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		return PressResult{Outcome: WonOpenBot, StartToken: token}, nil
 	}
 	return PressResult{Outcome: Won}, nil
+}
+
+// decidedOrder is an order this process saw taken. Presses on it are
+// answered from memory for decidedFor: the answer ("taken", or "yours" to the
+// executor) depends only on who took it, and nothing is written for them. An
+// order released meanwhile is answered "taken" instead of "closed" for that
+// long; its buttons are gone from the post by then.
+type decidedOrder struct {
+	order dispatch.Order
+	until time.Time
+}
+
+const decidedFor = 10 * time.Second
+
+func (f *Flow) rememberDecided(o dispatch.Order) {
+	f.decidedMu.Lock()
+	defer f.decidedMu.Unlock()
+	now := time.Now()
+	if f.decided == nil || len(f.decided) >= 1000 {
+		for id, d := range f.decided {
+			if now.After(d.until) {
+				delete(f.decided, id)
+			}
+		}
+		if f.decided == nil || len(f.decided) >= 1000 {
+			f.decided = map[string]decidedOrder{} // bounded: forgetting costs a read
+		}
+	}
+	f.decided[o.ID] = decidedOrder{order: o, until: now.Add(decidedFor)}
+}
+
+func (f *Flow) recallDecided(orderID string) (dispatch.Order, bool) {
+	f.decidedMu.Lock()
+	defer f.decidedMu.Unlock()
+	d, ok := f.decided[orderID]
+	return d.order, ok && time.Now().Before(d.until)
+}
+
+// lockOrder serialises this process's takes of one order; it returns the
+// unlock.
+func (f *Flow) lockOrder(orderID string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(orderID))
+	mu := &f.orderLocks[h.Sum32()%uint32(len(f.orderLocks))]
+	mu.Lock()
+	return mu.Unlock
 }
 
 // pressedTaken is the outcome of a press on an order someone has taken.
