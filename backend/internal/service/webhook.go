@@ -41,6 +41,10 @@ func (s *Service) AuthenticateWebhook(ctx context.Context, accountIDParam, secre
 	}
 	// After the secret: a caller without it cannot spend the account's quota.
 	if ok, after := s.quota.take(id, s.now()); !ok {
+		if s.quota.shouldLog(id, s.now()) {
+			s.log.Warn("amoCRM webhooks over the account's quota are refused with 429 (the reconciler catches their deals); logged once a minute",
+				"account_id", id, "quota_per_second", s.cfg.WebhookQuota)
+		}
 		return 0, &dispatch.RetryLater{After: after, What: fmt.Sprintf("webhook for account %d over its quota", id)}
 	}
 	form, err := url.ParseQuery(string(body))

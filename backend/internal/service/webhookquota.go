@@ -23,13 +23,14 @@ type webhookQuota struct {
 	perSecond float64 // 0: no quota
 	mu        sync.Mutex
 	accounts  map[int64]*rate.Limiter
+	warned    map[int64]time.Time // when a refusal was last logged, per account
 }
 
 // webhookQuotaBurst is the burst, in seconds of the quota.
 const webhookQuotaBurst = 10
 
 func newWebhookQuota(perSecond float64) *webhookQuota {
-	return &webhookQuota{perSecond: perSecond, accounts: map[int64]*rate.Limiter{}}
+	return &webhookQuota{perSecond: perSecond, accounts: map[int64]*rate.Limiter{}, warned: map[int64]time.Time{}}
 }
 
 // take spends one delivery of the account's quota; when none is left it
@@ -53,4 +54,16 @@ func (q *webhookQuota) take(account int64, now time.Time) (ok bool, retryAfter t
 		return false, max(time.Second, d.Round(time.Second))
 	}
 	return true, 0
+}
+
+// shouldLog reports whether a refusal for the account is worth a log line:
+// one a minute, so a flood does not flood the log too.
+func (q *webhookQuota) shouldLog(account int64, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if now.Sub(q.warned[account]) < time.Minute {
+		return false
+	}
+	q.warned[account] = now
+	return true
 }

@@ -30,6 +30,9 @@ func TestWebhookQuota(t *testing.T) {
 	if ok, _ := q.take(1, now.Add(100*time.Millisecond)); !ok {
 		t.Fatal("the account was not let in again after its quota refilled")
 	}
+	if !q.shouldLog(1, now) || q.shouldLog(1, now.Add(30*time.Second)) || !q.shouldLog(1, now.Add(time.Minute)) {
+		t.Error("a refusal is logged once a minute per account")
+	}
 	off := newWebhookQuota(0)
 	for range 1000 {
 		if ok, _ := off.take(1, now); !ok {
