@@ -282,7 +282,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 		log.Warn("Telegram is not configured (TELEGRAM_BOT_TOKEN): the bot is off")
 	}
 	a.svc = service.New(service.Config{PublicURL: cfg.PublicURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
-		StateKeys: deriveAll(keys, "oauth-state")}, db, amo, log, o.now)
+		StateKeys: deriveAll(keys, "oauth-state"), WebhookQuota: float64(cfg.WebhookQuota)}, db, amo, log, o.now)
 
 	pgURL := ""
 	if cfg.UsesPostgres() {

@@ -47,6 +47,10 @@ type Config struct {
 	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"1m"`
 	// JobWorkers bounds the durable jobs this process runs at once.
 	JobWorkers int `env:"JOB_WORKERS" envDefault:"20"`
+	// WebhookQuota: amoCRM webhook deliveries an account may have stored per
+	// second in this process, in bursts of ten seconds' worth; more get 429
+	// and the reconciler catches their deals. 0 turns the quota off.
+	WebhookQuota int `env:"WEBHOOK_QUOTA" envDefault:"20"`
 	// APITimeout bounds one request to amoCRM or Telegram. A request that
 	// times out is retried by its job, which first checks what the earlier
 	// attempt may already have done.
@@ -78,7 +82,7 @@ var webhookSecretRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
 var Variables = []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
 	"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
 	"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY",
-	"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT"}
+	"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT", "WEBHOOK_QUOTA"}
 
 // Load parses and validates the environment given by getenv.
 func Load(getenv func(string) string) (Config, error) {
@@ -150,6 +154,9 @@ func (c *Config) validate() error {
 	}
 	if c.JobWorkers < 1 || c.JobWorkers > 1000 {
 		return &Error{"JOB_WORKERS", "must be between 1 and 1000"}
+	}
+	if c.WebhookQuota < 0 || c.WebhookQuota > 100000 {
+		return &Error{"WEBHOOK_QUOTA", "must be between 0 (no quota) and 100000 webhooks a second"}
 	}
 	if c.APITimeout < time.Second || c.APITimeout > 2*time.Minute {
 		return &Error{"API_TIMEOUT", "must be a duration between 1s and 2m, e.g. 15s"}

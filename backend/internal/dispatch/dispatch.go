@@ -26,6 +26,19 @@ var (
 	ErrRateLimited    = errors.New("too many requests")
 )
 
+// RetryLater is ErrRateLimited with the time after which the caller may try
+// again (an HTTP 429's Retry-After).
+type RetryLater struct {
+	After time.Duration
+	What  string
+}
+
+func (e *RetryLater) Error() string {
+	return fmt.Sprintf("%s: too many requests, retry after %v", e.What, e.After)
+}
+
+func (e *RetryLater) Unwrap() error { return ErrRateLimited }
+
 // Invalid wraps ErrInvalid with a message meant for the caller.
 func Invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))

@@ -361,3 +361,60 @@ func TestInstallKeepsTheAccountsRate(t *testing.T) {
 		}
 	})
 }
+
+// Two replicas on one PostgreSQL database post one burst into the same
+// groups at the same time: both send, and Telegram's flood control (per
+// chat, per group, overall) never answers 429, because every send is booked
+// in the shared ledger.
+func TestTwoReplicasPostWithoutFlood(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		if kind != dbtest.Postgres {
+			t.Logf("LEFT OUT on %s: replicas share one PostgreSQL database", kind)
+			t.Skip("replicas need PostgreSQL")
+		}
+		e := newEnv(t, kind)
+		db := dbtest.OpenAt(t, e.dbURL, e.dir, nil)
+		proxy := e.newProxy(t)
+		webhook := map[string]string{"TELEGRAM_MODE": "webhook"}
+		procs := []*proc{e.startProc(t, "replica#0", webhook), e.startProc(t, "replica#1", webhook)}
+		proxy.set(procs...)
+		tn := setupProcTenant(t, e, db, 78000000, "replicas", 3)
+		e.tg.EnableFloodControl(faketelegram.DefaultFloodLimits())
+		// Each group's minute holds its link confirmation: 15 posts fit.
+		leads := make([][]fakeamocrm.Lead, len(tn.pipes))
+		for k, pp := range tn.pipes {
+			for i := range 15 {
+				leads[k] = append(leads[k], tn.newLead(t, e, pp, fmt.Sprintf("Реплики %d-%d", k, i)))
+			}
+			moveSilently(t, e, tn.acc.ID, leads[k], pp.search)
+		}
+		// One bulk webhook per group, through the balancer: each replica
+		// reads some, and the post jobs are fetched by both.
+		for k, pp := range tn.pipes {
+			sendBulk(t, e, tn, pp, leads[k])
+		}
+		ctx := context.Background()
+		eventuallyFor(t, 60*time.Second, "every deal posted", func() bool {
+			n := 0
+			for k := range leads {
+				n += postedCount(ctx, db, tn.acc.ID, leads[k])
+			}
+			return n == 45
+		})
+		time.Sleep(2 * time.Second) // anything either replica would still send
+		var senders int
+		if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(DISTINCT attempted_by[array_length(attempted_by, 1)])
+			FROM river_job WHERE kind = 'post_order' AND state = 'completed'`).Scan(&senders); err != nil {
+			t.Fatal(err)
+		}
+		if senders < 2 {
+			t.Fatalf("posts sent by %d replica(s), want both at once", senders)
+		}
+		if n, m := floodAnswers(e), e.tg.SentDuringRetryAfter(); n > 0 || m > 0 {
+			t.Fatalf("Telegram answered 429 %d times (%d sends inside a retry_after) to two replicas posting at once", n, m)
+		}
+		for _, p := range procs {
+			p.stop(t)
+		}
+	})
+}

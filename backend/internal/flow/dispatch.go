@@ -24,10 +24,11 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 		f.log.Warn("amoCRM webhook not understood, skipped", "account_id", args.AccountID, "err", err)
 		return nil
 	}
-	settings, err := f.db.Settings(ctx, args.AccountID)
+	rules, err := f.db.Rules(ctx, args.AccountID)
 	if err != nil {
 		return err
 	}
+	settings := dispatch.Settings{AccountID: args.AccountID, Rules: rules} // the trigger stages alone
 	var leads []DispatchLeadArgs
 	seen := map[int64]bool{}
 	for _, ev := range payload.Leads {
@@ -39,16 +40,7 @@ func (f *Flow) workEvent(ctx context.Context, args EventArgs) error {
 			// Leaving the search, deletion, or an update of a deal with a
 			// current order or an executor at work: the order may need
 			// closing, its post or card an edit.
-			if _, err := f.db.ActiveOrder(ctx, args.AccountID, ev.LeadID); err == nil {
-				relevant = true
-			} else if !errors.Is(err, dispatch.ErrNotFound) {
-				return err
-			}
-		}
-		if !relevant {
-			if _, err := f.db.InProgressOrder(ctx, args.AccountID, ev.LeadID); err == nil {
-				relevant = true
-			} else if !errors.Is(err, dispatch.ErrNotFound) {
+			if relevant, err = f.db.HasCurrentOrder(ctx, args.AccountID, ev.LeadID); err != nil {
 				return err
 			}
 		}
@@ -127,8 +119,8 @@ func (f *Flow) stillSearching(ctx context.Context, args DispatchLeadArgs) bool {
 	if args.HintStageID == 0 || args.Refresh {
 		return false
 	}
-	settings, err := f.db.Settings(ctx, args.AccountID)
-	if err != nil || !settings.IsTriggerStage(args.HintStageID) {
+	rules, err := f.db.Rules(ctx, args.AccountID)
+	if err != nil || !(dispatch.Settings{Rules: rules}).IsTriggerStage(args.HintStageID) {
 		return false
 	}
 	_, err = f.db.ActiveOrder(ctx, args.AccountID, args.LeadID)
@@ -229,7 +221,7 @@ func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch
 			return err
 		}
 		f.log.Info("order created", "account_id", a.ID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", reason)
-		return f.enqueue(ctx, tx, PostOrderArgs{OrderID: o.ID})
+		return f.enqueue(ctx, tx, PostOrderArgs{AccountID: o.AccountID, OrderID: o.ID})
 	})
 }
 
@@ -297,7 +289,7 @@ func (f *Flow) closeRound(ctx context.Context, accountID, leadID int64) error {
 		}
 		f.log.Info("order closed: deal left the search", "account_id", accountID, "lead_id", leadID, "order_id", was.ID, "status", was.Status)
 		if was.CanWithdraw() {
-			return f.enqueue(ctx, tx, WithdrawPostArgs{OrderID: was.ID})
+			return f.enqueue(ctx, tx, WithdrawPostArgs{AccountID: was.AccountID, OrderID: was.ID})
 		}
 		return nil
 	})
@@ -341,7 +333,9 @@ func (f *Flow) followExecutor(ctx context.Context, api *amocrm.API, args Dispatc
 		return lead, f.endUnderExecutor(ctx, o)
 	}
 	if args.Refresh {
-		return lead, f.db.InTx(ctx, func(tx *store.Tx) error { return f.enqueue(ctx, tx, RefreshCardArgs{OrderID: o.ID}) })
+		return lead, f.db.InTx(ctx, func(tx *store.Tx) error {
+			return f.enqueue(ctx, tx, RefreshCardArgs{AccountID: o.AccountID, OrderID: o.ID})
+		})
 	}
 	return lead, nil
 }
@@ -367,7 +361,7 @@ func (f *Flow) refreshPost(ctx context.Context, api *amocrm.API, s dispatch.Sett
 			return err
 		}
 		f.log.Info("deal changed before the take, post to be edited", "account_id", o.AccountID, "order_id", o.ID)
-		return f.enqueue(ctx, tx, EditOpenPostArgs{OrderID: o.ID})
+		return f.enqueue(ctx, tx, EditOpenPostArgs{AccountID: o.AccountID, OrderID: o.ID})
 	})
 }
 
@@ -409,5 +403,5 @@ func (f *Flow) refreshCard(ctx context.Context, orderID string) error {
 	if err := f.db.SetCard(ctx, o.ID, o.CardMessageID, text); err != nil {
 		return err
 	}
-	return f.editCard(ctx, EditCardArgs{OrderID: o.ID})
+	return f.editCard(ctx, EditCardArgs{AccountID: o.AccountID, OrderID: o.ID})
 }

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math/rand/v2"
@@ -78,15 +79,33 @@ func (s *fairShare) release(account int64) {
 	}
 }
 
-// jobAccount is the account a job's arguments name; 0 for jobs that name an
-// order only (posts, edits, write-backs: Telegram's pacer and amoCRM's
-// limiter bound those, and they snooze rather than sleep) or no account.
+// jobAccount is the account a job's arguments name. Every kind of an
+// order's work names it (see jobs.go); 0 for the reconciler's fan-out,
+// chores and /my, and for jobs queued by a version before every kind
+// carried it (those run once outside the share).
 func jobAccount(job *rivertype.JobRow) int64 {
-	var a struct {
-		AccountID int64 `json:"account_id"`
-	}
-	if json.Unmarshal(job.EncodedArgs, &a) != nil {
+	// The keys are read in order and the reading stops at account_id, the
+	// first field of most arguments: a webhook's body is not scanned.
+	dec := json.NewDecoder(bytes.NewReader(job.EncodedArgs))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return 0
 	}
-	return a.AccountID
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return 0
+		}
+		if key == "account_id" {
+			var id int64
+			if dec.Decode(&id) != nil {
+				return 0
+			}
+			return id
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return 0
+		}
+	}
+	return 0
 }

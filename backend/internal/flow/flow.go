@@ -85,11 +85,15 @@ type Flow struct {
 	fieldsMu sync.Mutex
 	fields   map[int64]cachedFields
 
-	leadLocks [64]sync.Mutex // striped by lead id
-	intake    *intake
+	leadLocks  [64]sync.Mutex // striped by lead id
+	orderLocks [64]sync.Mutex // striped by order id: takes
+	intake     *intake
 
 	probeMu     sync.Mutex
 	probeMisses map[int64]time.Time // users Telegram called unreachable, when
+
+	decidedMu sync.Mutex
+	decided   map[string]decidedOrder // orders seen taken, for the presses that follow
 }
 
 // riverClock is River's view of a stubbed clock: every time it stores or

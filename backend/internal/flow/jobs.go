@@ -10,7 +10,10 @@ import (
 
 // Job arguments. Each names the record it acts on; the worker reloads the
 // record and checks its state first, so a retried or repeated job does
-// nothing twice.
+// nothing twice. Each also names its account (account_id), so the fair
+// share caps every kind of an account's work (fairShare); only the
+// reconciler's fan-out, chores and /my (a user's orders of any account)
+// name none.
 
 // EventArgs carries one amoCRM webhook delivery: the job row is where the
 // delivery is stored durably before amoCRM gets its 2xx.
@@ -44,7 +47,8 @@ type DispatchLeadsArgs struct {
 func (DispatchLeadsArgs) Kind() string { return "dispatch_leads" }
 
 type PostOrderArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (PostOrderArgs) Kind() string { return "post_order" }
@@ -61,19 +65,22 @@ func onceLive() river.InsertOpts {
 }
 
 type WithdrawPostArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (WithdrawPostArgs) Kind() string { return "withdraw_post" }
 
 type EditTakenArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (EditTakenArgs) Kind() string { return "edit_taken" }
 
 // TidyCopyArgs names a second post of an order (see tidyCopy).
 type TidyCopyArgs struct {
+	AccountID int64  `json:"account_id"`
 	OrderID   string `json:"order_id"`
 	MessageID int    `json:"message_id"`
 }
@@ -86,6 +93,7 @@ func (TidyCopyArgs) InsertOpts() river.InsertOpts {
 }
 
 type SendContactArgs struct {
+	AccountID  int64  `json:"account_id"`
 	RevealID   string `json:"reveal_id"`
 	TelegramID int64  `json:"telegram_id"`
 	Winner     bool   `json:"winner"`
@@ -100,7 +108,8 @@ func (SendContactArgs) InsertOpts() river.InsertOpts {
 }
 
 type UpdateLeadArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (UpdateLeadArgs) Kind() string { return "amo_update_lead" }
@@ -108,7 +117,8 @@ func (UpdateLeadArgs) Kind() string { return "amo_update_lead" }
 func (UpdateLeadArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 type AddNoteArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (AddNoteArgs) Kind() string { return "amo_add_note" }
@@ -118,15 +128,17 @@ func (AddNoteArgs) InsertOpts() river.InsertOpts { return onceLive() }
 // EditCardArgs rewrites the executor's private card; Ask shows the release
 // question instead of the status buttons.
 type EditCardArgs struct {
-	OrderID string `json:"order_id"`
-	Ask     bool   `json:"ask,omitempty"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
+	Ask       bool   `json:"ask,omitempty"`
 }
 
 func (EditCardArgs) Kind() string { return "edit_card" }
 
 // EditOpenPostArgs brings an untaken post's text up to its deal.
 type EditOpenPostArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (EditOpenPostArgs) Kind() string { return "edit_open_post" }
@@ -135,7 +147,8 @@ func (EditOpenPostArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 // RefreshCardArgs brings the executor's card up to its deal.
 type RefreshCardArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (RefreshCardArgs) Kind() string { return "refresh_card" }
@@ -144,7 +157,8 @@ func (RefreshCardArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 // EventWriteArgs writes one timeline step (a status, a contact sent) into the deal.
 type EventWriteArgs struct {
-	EventID string `json:"event_id"`
+	AccountID int64  `json:"account_id"`
+	EventID   string `json:"event_id"`
 }
 
 func (EventWriteArgs) Kind() string { return "amo_event_write" }
@@ -153,6 +167,7 @@ func (EventWriteArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 // ReleaseLeadArgs returns a released order's deal to the search and posts it again.
 type ReleaseLeadArgs struct {
+	AccountID int64  `json:"account_id"`
 	EventID   string `json:"event_id"`
 	ByManager bool   `json:"by_manager,omitempty"`
 }
@@ -162,15 +177,17 @@ func (ReleaseLeadArgs) Kind() string { return "amo_release_lead" }
 func (ReleaseLeadArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 type EditReleasedArgs struct {
-	OrderID string `json:"order_id"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
 }
 
 func (EditReleasedArgs) Kind() string { return "edit_released" }
 
 // NotifyExecutorArgs tells an order's executor privately what the manager did.
 type NotifyExecutorArgs struct {
-	OrderID string `json:"order_id"`
-	Key     string `json:"key"`
+	AccountID int64  `json:"account_id"`
+	OrderID   string `json:"order_id"`
+	Key       string `json:"key"`
 }
 
 func (NotifyExecutorArgs) Kind() string { return "notify_executor" }

@@ -130,20 +130,20 @@ func (f *Flow) resume(ctx context.Context, accountID int64) error {
 	var params []river.InsertManyParams
 	for _, ev := range events {
 		if ev.Kind == string(dispatch.OrderReleased) {
-			params = append(params, river.InsertManyParams{Args: ReleaseLeadArgs{EventID: ev.ID, ByManager: ev.TelegramID == 0}})
+			params = append(params, river.InsertManyParams{Args: ReleaseLeadArgs{AccountID: accountID, EventID: ev.ID, ByManager: ev.TelegramID == 0}})
 		} else {
-			params = append(params, river.InsertManyParams{Args: EventWriteArgs{EventID: ev.ID}})
+			params = append(params, river.InsertManyParams{Args: EventWriteArgs{AccountID: accountID, EventID: ev.ID}})
 		}
 	}
 	for _, u := range todo {
 		if u.Post {
-			params = append(params, river.InsertManyParams{Args: PostOrderArgs{OrderID: u.OrderID}})
+			params = append(params, river.InsertManyParams{Args: PostOrderArgs{AccountID: accountID, OrderID: u.OrderID}})
 		}
 		if u.UpdateLead {
-			params = append(params, river.InsertManyParams{Args: UpdateLeadArgs{OrderID: u.OrderID}})
+			params = append(params, river.InsertManyParams{Args: UpdateLeadArgs{AccountID: accountID, OrderID: u.OrderID}})
 		}
 		if u.AddNote {
-			params = append(params, river.InsertManyParams{Args: AddNoteArgs{OrderID: u.OrderID}})
+			params = append(params, river.InsertManyParams{Args: AddNoteArgs{AccountID: accountID, OrderID: u.OrderID}})
 		}
 	}
 	res, err := f.river.InsertMany(ctx, params)

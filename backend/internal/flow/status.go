@@ -86,7 +86,7 @@ func (f *Flow) StatusPress(ctx context.Context, data string, user dispatch.Execu
 			return PressResult{Outcome: Closed}, nil
 		}
 		err := f.db.InTx(ctx, func(tx *store.Tx) error {
-			return f.enqueue(ctx, tx, EditCardArgs{OrderID: o.ID, Ask: code == codeRelease})
+			return f.enqueue(ctx, tx, EditCardArgs{AccountID: o.AccountID, OrderID: o.ID, Ask: code == codeRelease})
 		})
 		if err != nil {
 			return PressResult{}, err
@@ -127,7 +127,7 @@ func (f *Flow) StatusPress(ctx context.Context, data string, user dispatch.Execu
 		if err != nil {
 			return err
 		}
-		return f.enqueue(ctx, tx, EditCardArgs{OrderID: o.ID}, EventWriteArgs{EventID: ev.ID})
+		return f.enqueue(ctx, tx, EditCardArgs{AccountID: o.AccountID, OrderID: o.ID}, EventWriteArgs{AccountID: o.AccountID, EventID: ev.ID})
 	})
 	switch {
 	case err != nil:
@@ -175,10 +175,10 @@ func (f *Flow) release(ctx context.Context, accountID int64, orderID string, exe
 		if err != nil {
 			return err
 		}
-		jobs := []river.JobArgs{ReleaseLeadArgs{EventID: ev.ID, ByManager: byManager}, EditCardArgs{OrderID: o.ID},
-			EditReleasedArgs{OrderID: o.ID}}
+		jobs := []river.JobArgs{ReleaseLeadArgs{AccountID: o.AccountID, EventID: ev.ID, ByManager: byManager}, EditCardArgs{AccountID: o.AccountID, OrderID: o.ID},
+			EditReleasedArgs{AccountID: o.AccountID, OrderID: o.ID}}
 		if byManager {
-			jobs = append(jobs, NotifyExecutorArgs{OrderID: o.ID, Key: "notice.unassigned"})
+			jobs = append(jobs, NotifyExecutorArgs{AccountID: o.AccountID, OrderID: o.ID, Key: "notice.unassigned"})
 		}
 		return f.enqueue(ctx, tx, jobs...)
 	})
@@ -198,7 +198,7 @@ func (f *Flow) endUnderExecutor(ctx context.Context, o dispatch.Order) error {
 			return err
 		}
 		f.log.Info("deal closed under its executor", "account_id", o.AccountID, "order_id", o.ID, "lead_id", o.LeadID)
-		return f.enqueue(ctx, tx, EditCardArgs{OrderID: o.ID}, NotifyExecutorArgs{OrderID: o.ID, Key: "notice.ended"})
+		return f.enqueue(ctx, tx, EditCardArgs{AccountID: o.AccountID, OrderID: o.ID}, NotifyExecutorArgs{AccountID: o.AccountID, OrderID: o.ID, Key: "notice.ended"})
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -83,7 +84,32 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	// A storm of presses on a decided order is answered from one read, with
 	// no write and no row lock to queue on; the race itself is still decided
 	// by TakeOrder's conditional UPDATE below.
-	if cur, err := f.db.OrderByID(ctx, orderID); err == nil && cur.ChatID == chatID && cur.Status == dispatch.OrderTaken {
+	//
+	// Presses on one order in this process take turns at the decision: the
+	// first decides, and the others find the order decided with one more
+	// read instead of queueing on the row's lock in the database, each
+	// holding a transaction and a connection.
+	decided := func() (dispatch.Order, bool) {
+		cur, err := f.db.OrderByID(ctx, orderID)
+		ok := err == nil && cur.ChatID == chatID && cur.Status == dispatch.OrderTaken
+		if ok {
+			f.rememberDecided(cur)
+		}
+		return cur, ok
+	}
+	if cur, ok := f.recallDecided(orderID); ok && cur.ChatID == chatID {
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
+	if cur, ok := decided(); ok {
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
+	unlock := f.lockOrder(orderID)
+	if cur, ok := f.recallDecided(orderID); ok && cur.ChatID == chatID { // decided while this press waited its turn
+		unlock()
+		return f.pressedTaken(ctx, cur, messageID, user), nil
+	}
+	if cur, ok := decided(); ok {
+		unlock()
 		return f.pressedTaken(ctx, cur, messageID, user), nil
 	}
 	var (
@@ -108,17 +134,22 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		if err != nil {
 			return err
 		}
-		jobs := []river.JobArgs{EditTakenArgs{OrderID: o.ID}, UpdateLeadArgs{OrderID: o.ID}, AddNoteArgs{OrderID: o.ID}}
+		jobs := []river.JobArgs{EditTakenArgs{AccountID: o.AccountID, OrderID: o.ID}, UpdateLeadArgs{AccountID: o.AccountID, OrderID: o.ID},
+			AddNoteArgs{AccountID: o.AccountID, OrderID: o.ID}}
 		if messageID != 0 && messageID != o.MessageID {
-			jobs = append(jobs, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
+			jobs = append(jobs, TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID})
 		}
 		if reachable {
-			jobs = append(jobs, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
+			jobs = append(jobs, SendContactArgs{AccountID: o.AccountID, RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
 		} else {
 			token = reveal.ID
 		}
 		return f.enqueue(ctx, tx, jobs...)
 	})
+	if (err == nil || errors.Is(err, dispatch.ErrAlreadyTaken)) && o.Status == dispatch.OrderTaken {
+		f.rememberDecided(o)
+	}
+	unlock()
 	switch {
 	case errors.Is(err, dispatch.ErrAlreadyTaken):
 		return f.pressedTaken(ctx, o, messageID, user), nil
@@ -134,7 +165,7 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	// Telegram must not hold the transaction that decides the race.
 	if token != "" && f.reachableNow(ctx, user) {
 		qerr := f.db.InTx(ctx, func(tx *store.Tx) error {
-			return f.enqueue(ctx, tx, SendContactArgs{RevealID: token, TelegramID: user.TelegramID, Winner: true})
+			return f.enqueue(ctx, tx, SendContactArgs{AccountID: o.AccountID, RevealID: token, TelegramID: user.TelegramID, Winner: true})
 		})
 		if qerr == nil {
 			token = ""
@@ -147,6 +178,52 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		return PressResult{Outcome: WonOpenBot, StartToken: token}, nil
 	}
 	return PressResult{Outcome: Won}, nil
+}
+
+// decidedOrder is an order this process saw taken. Presses on it are
+// answered from memory for decidedFor: the answer ("taken", or "yours" to the
+// executor) depends only on who took it, and nothing is written for them. An
+// order released meanwhile is answered "taken" instead of "closed" for that
+// long; its buttons are gone from the post by then.
+type decidedOrder struct {
+	order dispatch.Order
+	until time.Time
+}
+
+const decidedFor = 10 * time.Second
+
+func (f *Flow) rememberDecided(o dispatch.Order) {
+	f.decidedMu.Lock()
+	defer f.decidedMu.Unlock()
+	now := time.Now()
+	if f.decided == nil || len(f.decided) >= 1000 {
+		for id, d := range f.decided {
+			if now.After(d.until) {
+				delete(f.decided, id)
+			}
+		}
+		if f.decided == nil || len(f.decided) >= 1000 {
+			f.decided = map[string]decidedOrder{} // bounded: forgetting costs a read
+		}
+	}
+	f.decided[o.ID] = decidedOrder{order: o, until: now.Add(decidedFor)}
+}
+
+func (f *Flow) recallDecided(orderID string) (dispatch.Order, bool) {
+	f.decidedMu.Lock()
+	defer f.decidedMu.Unlock()
+	d, ok := f.decided[orderID]
+	return d.order, ok && time.Now().Before(d.until)
+}
+
+// lockOrder serialises this process's takes of one order; it returns the
+// unlock.
+func (f *Flow) lockOrder(orderID string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(orderID))
+	mu := &f.orderLocks[h.Sum32()%uint32(len(f.orderLocks))]
+	mu.Lock()
+	return mu.Unlock
 }
 
 // pressedTaken is the outcome of a press on an order someone has taken.
@@ -166,7 +243,7 @@ func (f *Flow) tidyIfCopy(ctx context.Context, o dispatch.Order, messageID int) 
 		return
 	}
 	err := f.db.InTx(ctx, func(tx *store.Tx) error {
-		return f.enqueue(ctx, tx, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
+		return f.enqueue(ctx, tx, TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID})
 	})
 	if err != nil {
 		f.log.Warn("could not queue the edit of a second post", "order_id", o.ID, "message_id", messageID, "err", err)
@@ -226,7 +303,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 			res = PressResult{Outcome: ContactOpenBot, StartToken: reveal.ID}
 			return nil
 		}
-		return f.enqueue(ctx, tx, SendContactArgs{RevealID: reveal.ID, TelegramID: user.TelegramID})
+		return f.enqueue(ctx, tx, SendContactArgs{AccountID: o.AccountID, RevealID: reveal.ID, TelegramID: user.TelegramID})
 	})
 	if err != nil {
 		return PressResult{}, err
@@ -252,7 +329,7 @@ func (f *Flow) StartToken(ctx context.Context, user dispatch.Executor, token str
 		return fmt.Errorf("start link of order %s: %w", o.ID, dispatch.ErrOrderClosed)
 	}
 	return f.db.InTx(ctx, func(tx *store.Tx) error {
-		return f.enqueue(ctx, tx, SendContactArgs{RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
+		return f.enqueue(ctx, tx, SendContactArgs{AccountID: o.AccountID, RevealID: r.ID, TelegramID: user.TelegramID, Winner: o.ExecutorID == user.TelegramID})
 	})
 }
 
@@ -327,7 +404,7 @@ func (f *Flow) sendContact(ctx context.Context, args SendContactArgs) error {
 			if err != nil || !added {
 				return err
 			}
-			return f.enqueue(ctx, tx, EventWriteArgs{EventID: ev.ID})
+			return f.enqueue(ctx, tx, EventWriteArgs{AccountID: o.AccountID, EventID: ev.ID})
 		})
 		if err != nil {
 			return err

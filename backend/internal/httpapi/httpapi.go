@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -196,6 +197,10 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			status, msg = fiber.StatusNotFound, "not found"
 		case errors.Is(err, dispatch.ErrRateLimited):
 			status, msg = fiber.StatusTooManyRequests, "too many requests"
+			var later *dispatch.RetryLater
+			if errors.As(err, &later) {
+				c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(max(time.Second, later.After).Seconds())))
+			}
 		case errors.Is(err, dispatch.ErrAccountOff):
 			status, msg = fiber.StatusGone, "the integration is disabled for this account"
 		case errors.Is(err, dispatch.ErrConflict), errors.Is(err, dispatch.ErrChatTaken):

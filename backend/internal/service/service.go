@@ -33,6 +33,9 @@ type Config struct {
 	// the first signs, any verifies, so an install begun before a key
 	// rotation still completes on a replica already rotated.
 	StateKeys [][]byte
+	// WebhookQuota is each account's webhook deliveries a second in this
+	// process (bursts of ten seconds' worth); 0: no quota.
+	WebhookQuota float64
 }
 
 // Service is safe for concurrent use.
@@ -49,13 +52,15 @@ type Service struct {
 	exchanges *exchangeLimiter
 
 	accounts sync.Map // account id → cachedAccount, for webhook authentication
+	quota    *webhookQuota
 }
 
 func New(cfg Config, db *store.DB, amo *amocrm.Client, log *slog.Logger, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: cfg, db: db, amo: amo, log: log, now: now, owner: "proc-" + secret.Token(8), exchanges: newExchangeLimiter()}
+	return &Service{cfg: cfg, db: db, amo: amo, log: log, now: now, owner: "proc-" + secret.Token(8), exchanges: newExchangeLimiter(),
+		quota: newWebhookQuota(cfg.WebhookQuota)}
 }
 
 // Owner is this process's identity in leases.

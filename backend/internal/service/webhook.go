@@ -16,7 +16,8 @@ import (
 const MaxWebhookBody = 1 << 20
 
 // AuthenticateWebhook checks an amoCRM webhook delivery against the account's
-// secret and returns the account it is for; the caller then stores it.
+// secret and quota and returns the account it is for; the caller then stores
+// it. Over the quota it returns *dispatch.RetryLater (HTTP 429).
 //
 // An unknown account is answered exactly like a wrong secret: a different
 // answer would let anyone enumerate which account ids use the product.
@@ -37,6 +38,14 @@ func (s *Service) AuthenticateWebhook(ctx context.Context, accountIDParam, secre
 	}
 	if a.Status != dispatch.AccountActive {
 		return 0, fmt.Errorf("webhook for account %d: %w", id, dispatch.ErrAccountOff)
+	}
+	// After the secret: a caller without it cannot spend the account's quota.
+	if ok, after := s.quota.take(id, s.now()); !ok {
+		if s.quota.shouldLog(id, s.now()) {
+			s.log.Warn("amoCRM webhooks over the account's quota are refused with 429 (the reconciler catches their deals); logged once a minute",
+				"account_id", id, "quota_per_second", s.cfg.WebhookQuota)
+		}
+		return 0, &dispatch.RetryLater{After: after, What: fmt.Sprintf("webhook for account %d over its quota", id)}
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil || len(form) == 0 {

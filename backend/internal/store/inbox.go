@@ -94,6 +94,18 @@ func (db *DB) FinishUpdate(ctx context.Context, id int64, owner string, procErr 
 	return translate(err, "finish update")
 }
 
+// FinishUpdates marks several updates this owner claimed processed, with
+// one statement: a storm of presses costs one commit per batch, not one
+// per press.
+func (db *DB) FinishUpdates(ctx context.Context, ids []int64, owner string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := db.gorm.WithContext(ctx).Model(&updateRow{}).Where("update_id IN ? AND claimed_by = ?", ids, owner).
+		Updates(map[string]any{"processed_at": db.utcNow(), "last_error": ""}).Error
+	return translate(err, "finish updates")
+}
+
 // UpdatesKept is how long processed updates stay stored: long enough to look
 // into a recent incident, short enough that the table stays small.
 const UpdatesKept = 3 * 24 * time.Hour

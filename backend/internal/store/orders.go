@@ -378,6 +378,19 @@ func (db *DB) InProgressOrder(ctx context.Context, accountID, leadID int64) (dis
 	return r.toOrder(), nil
 }
 
+// HasCurrentOrder reports whether a deal has an order that a change of the
+// deal may concern: its current one (active) or one an executor works on.
+// One query for ActiveOrder's and InProgressOrder's question.
+func (db *DB) HasCurrentOrder(ctx context.Context, accountID, leadID int64) (bool, error) {
+	var ids []string
+	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("account_id = ? AND lead_id = ? AND (active = ? OR status IN ?)",
+		accountID, leadID, true, statusStrings(dispatch.Sources(dispatch.OrderDone, false))).Limit(1).Pluck("id", &ids).Error
+	if err != nil {
+		return false, translate(err, fmt.Sprintf("current order of lead %d", leadID))
+	}
+	return len(ids) > 0, nil
+}
+
 // LeadUpdated reports whether the take's write-back reached the deal.
 func (db *DB) LeadUpdated(ctx context.Context, id string) (bool, error) {
 	var r orderRow

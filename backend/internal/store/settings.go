@@ -70,27 +70,11 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 	case !errors.Is(err, gorm.ErrRecordNotFound):
 		return s, translate(err, "settings")
 	}
-	var rules []ruleRow
-	if err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Order("pipeline_id").Find(&rules).Error; err != nil {
-		return s, translate(err, "rules")
+	rules, err := db.Rules(ctx, accountID)
+	if err != nil {
+		return s, err
 	}
-	for _, r := range rules {
-		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
-		if err := json.Unmarshal([]byte(r.TriggerStageIDs), &rule.TriggerStageIDs); err != nil {
-			return s, translate(err, "rule stages")
-		}
-		if r.StatusStages != "" {
-			if err := json.Unmarshal([]byte(r.StatusStages), &rule.StatusStages); err != nil {
-				return s, translate(err, "rule status stages")
-			}
-		}
-		if r.StatusButtons != "" {
-			if err := json.Unmarshal([]byte(r.StatusButtons), &rule.StatusButtons); err != nil {
-				return s, translate(err, "rule status buttons")
-			}
-		}
-		s.Rules = append(s.Rules, rule)
-	}
+	s.Rules = rules
 	var users []executorUserRow
 	if err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Find(&users).Error; err != nil {
 		return s, translate(err, "executor users")
@@ -99,6 +83,34 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 		s.ExecutorUsers[u.TelegramID] = u.AmoUserID
 	}
 	return s, nil
+}
+
+// Rules are an account's dispatch rules alone, by pipeline: one query where
+// Settings makes three (webhook intake asks only which stages trigger).
+func (db *DB) Rules(ctx context.Context, accountID int64) ([]dispatch.Rule, error) {
+	var rows []ruleRow
+	if err := db.gorm.WithContext(ctx).Where("account_id = ?", accountID).Order("pipeline_id").Find(&rows).Error; err != nil {
+		return nil, translate(err, "rules")
+	}
+	var rules []dispatch.Rule
+	for _, r := range rows {
+		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+		if err := json.Unmarshal([]byte(r.TriggerStageIDs), &rule.TriggerStageIDs); err != nil {
+			return nil, translate(err, "rule stages")
+		}
+		if r.StatusStages != "" {
+			if err := json.Unmarshal([]byte(r.StatusStages), &rule.StatusStages); err != nil {
+				return nil, translate(err, "rule status stages")
+			}
+		}
+		if r.StatusButtons != "" {
+			if err := json.Unmarshal([]byte(r.StatusButtons), &rule.StatusButtons); err != nil {
+				return nil, translate(err, "rule status buttons")
+			}
+		}
+		rules = append(rules, rule)
+	}
+	return rules, nil
 }
 
 // SaveSettings replaces an account's settings, rules and user map at once.

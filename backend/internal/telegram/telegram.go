@@ -55,7 +55,12 @@ func New(o Options) (*Client, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+		// Every call goes to one host. Go's default keeps two idle
+		// connections per host, so a storm of presses, answered by many
+		// workers at once, would open (and drop) a connection per answer.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 128
+		o.HTTPClient = &http.Client{Timeout: 60 * time.Second, Transport: t}
 	}
 	if o.PollTimeout == 0 {
 		o.PollTimeout = 25 * time.Second

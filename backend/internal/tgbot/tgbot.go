@@ -5,6 +5,7 @@
 package tgbot
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,8 @@ type Inbox interface {
 	SaveUpdates(ctx context.Context, updates []Update) (int, error)
 	ClaimUpdates(ctx context.Context, owner string, limit int, lease time.Duration) ([]Update, error)
 	FinishUpdate(ctx context.Context, id int64, owner string, procErr error, backoff time.Duration) error
+	// FinishUpdates marks updates processed without error, at once.
+	FinishUpdates(ctx context.Context, ids []int64, owner string) error
 	MaxUpdateID(ctx context.Context) (int64, error)
 	AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, owner string) error
@@ -220,31 +223,67 @@ func (b *Handler) Process(ctx context.Context, interval time.Duration, workers i
 	wg.Wait()
 }
 
+// claimBatch is how many stored updates one worker claims at a time.
+const claimBatch = 16
+
 // processBatch handles one batch; it reports whether there may be more, and
-// wakes another worker to share them.
+// wakes another worker to share them. Button presses in the batch are
+// handled at once (their answers are not paced, and the winner of a take
+// is decided by one conditional UPDATE whatever the order); other updates
+// (commands, membership changes) one after another in their order. The
+// batch's processed updates are then marked with one statement.
 func (b *Handler) processBatch(ctx context.Context) bool {
-	const batch = 8
-	ups, err := b.o.Inbox.ClaimUpdates(ctx, b.o.Owner, batch, time.Minute)
+	ups, err := b.o.Inbox.ClaimUpdates(ctx, b.o.Owner, claimBatch, time.Minute)
 	if err != nil {
 		if ctx.Err() == nil {
 			b.log.Error("telegram claim updates", "err", err)
 		}
 		return false
 	}
-	if len(ups) == batch {
+	if len(ups) == claimBatch {
 		b.Wake()
 	}
-	for _, u := range ups {
-		err := b.handle(ctx, u.Payload)
-		if err != nil {
-			b.log.Warn("telegram update failed", "update_id", u.ID, "attempt", u.Attempts, "err", err)
+	errs := make([]error, len(ups))
+	var wg sync.WaitGroup
+	for i, u := range ups {
+		if !isPress(u.Payload) {
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.handle(ctx, u.Payload)
+		}()
+	}
+	for i, u := range ups {
+		if !isPress(u.Payload) {
+			errs[i] = b.handle(ctx, u.Payload)
+		}
+	}
+	wg.Wait()
+	var done []int64
+	for i, u := range ups {
+		if errs[i] == nil {
+			done = append(done, u.ID)
+			continue
+		}
+		b.log.Warn("telegram update failed", "update_id", u.ID, "attempt", u.Attempts, "err", errs[i])
 		backoff := min(time.Duration(u.Attempts*u.Attempts)*time.Second, 10*time.Minute)
-		if ferr := b.o.Inbox.FinishUpdate(context.WithoutCancel(ctx), u.ID, b.o.Owner, err, backoff); ferr != nil {
+		if ferr := b.o.Inbox.FinishUpdate(context.WithoutCancel(ctx), u.ID, b.o.Owner, errs[i], backoff); ferr != nil {
 			b.log.Error("telegram finish update", "update_id", u.ID, "err", ferr)
 		}
 	}
-	return len(ups) == batch
+	if ferr := b.o.Inbox.FinishUpdates(context.WithoutCancel(ctx), done, b.o.Owner); ferr != nil {
+		// Their claim runs out and they are handled again: every handler
+		// is idempotent (a press answered twice, a take decided once).
+		b.log.Error("telegram finish updates", "updates", len(done), "err", ferr)
+	}
+	return len(ups) == claimBatch
+}
+
+// isPress tells a button press from other updates without decoding it all.
+func isPress(payload []byte) bool {
+	return bytes.Contains(payload, []byte(`"callback_query"`))
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

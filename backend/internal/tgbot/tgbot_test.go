@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,5 +313,81 @@ func TestMyCommand(t *testing.T) {
 	}
 	if len(asked) != 1 {
 		t.Errorf("/my asked the flow %d times, want once (private only)", len(asked))
+	}
+}
+
+// fakeInbox hands out its updates once and records how they were finished.
+type fakeInbox struct {
+	Inbox
+	mu       sync.Mutex
+	ups      []Update
+	finished [][]int64 // FinishUpdates calls
+	failed   []int64   // FinishUpdate calls
+}
+
+func (i *fakeInbox) ClaimUpdates(context.Context, string, int, time.Duration) ([]Update, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	ups := i.ups
+	i.ups = nil
+	return ups, nil
+}
+
+func (i *fakeInbox) FinishUpdates(_ context.Context, ids []int64, _ string) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.finished = append(i.finished, ids)
+	return nil
+}
+
+func (i *fakeInbox) FinishUpdate(_ context.Context, id int64, _ string, _ error, _ time.Duration) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.failed = append(i.failed, id)
+	return nil
+}
+
+type lockedClient struct {
+	fakeClient
+	mu sync.Mutex
+}
+
+func (c *lockedClient) AnswerCallback(ctx context.Context, id, text, url string, alert bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fakeClient.AnswerCallback(ctx, id, text, url, alert)
+}
+
+// A storm of presses: the presses of a claimed batch are handled at once (a
+// press is not answered after the others' round trips), and the batch is
+// marked processed with one statement.
+func TestPressBatchHandledAtOnce(t *testing.T) {
+	inbox := &fakeInbox{}
+	for i := range claimBatch {
+		inbox.ups = append(inbox.ups, Update{ID: int64(i + 1), Payload: press("t:order", "t:order")})
+	}
+	var arrived sync.WaitGroup
+	arrived.Add(claimBatch)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	client := &lockedClient{}
+	b := New(Options{Client: client, Inbox: inbox, Chats: fakeChats{}, Orders: fakeOrders{t: t, take: func(string) (flow.PressResult, error) {
+		arrived.Done()
+		select {
+		case <-all: // every press of the batch is being handled
+		case <-time.After(5 * time.Second):
+			return flow.PressResult{}, errors.New("the presses were handled one after another")
+		}
+		return flow.PressResult{Outcome: flow.AlreadyTaken}, nil
+	}}})
+	b.processBatch(context.Background())
+	if len(inbox.failed) > 0 {
+		t.Fatalf("%d presses failed: handled one after another", len(inbox.failed))
+	}
+	if len(inbox.finished) != 1 || len(inbox.finished[0]) != claimBatch {
+		t.Fatalf("finished as %v, want one statement for the batch of %d", inbox.finished, claimBatch)
+	}
+	if len(client.answers) != claimBatch {
+		t.Fatalf("%d answers, want %d", len(client.answers), claimBatch)
 	}
 }
