@@ -1,0 +1,248 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
+	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
+)
+
+// StatsBase is the start of the seeded period: a Monday, 10:00 UTC.
+var StatsBase = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+// SeededOrder is one order of SeedStats, its times as offsets from StatsBase.
+type SeededOrder struct {
+	Account, Lead, Pipeline, Chat int64
+	Post                          time.Duration // when the post went out; NeverPosted: it failed
+	Taker                         dispatch.Executor
+	TakeAfter                     time.Duration // after the post
+	// End is what happened after the take (done, released, on_way, or ""
+	// for nothing), EndAfter after the take; withdrawn ends an untaken order.
+	End      dispatch.OrderStatus
+	EndAfter time.Duration
+}
+
+// NeverPosted marks a seeded order whose post failed.
+const NeverPosted = time.Duration(-1)
+
+var (
+	ivan = dispatch.Executor{TelegramID: 11, FirstName: "Иван", LastName: "Петров", Username: "ivan"}
+	olga = dispatch.Executor{TelegramID: 22, FirstName: "Ольга", Username: "olga"}
+)
+
+// statsOrders are orders of account 1 (chats -100 and -200, pipelines 1 and
+// 2), one of account 2 posted in the same minutes and taken by the same
+// executor, one of account 1 posted before the period and one never posted.
+var statsOrders = []SeededOrder{
+	{1, 1, 1, -100, 0, ivan, 60 * time.Second, dispatch.OrderDone, 3600 * time.Second},
+	// Sub-second moments: 10:10:00.7 to 10:14:00.9 is 240 s, each cut to its second.
+	{1, 2, 1, -100, 10*time.Minute + 700*time.Millisecond, ivan, 240*time.Second + 200*time.Millisecond, dispatch.OrderDone, 1800 * time.Second},
+	{1, 3, 1, -100, 20 * time.Minute, olga, 600 * time.Second, dispatch.OrderReleased, 100 * time.Second},
+	{1, 4, 2, -200, 30 * time.Minute, olga, 1200 * time.Second, dispatch.OrderDone, 7200 * time.Second},
+	{1, 5, 2, -200, 40 * time.Minute, ivan, 3000 * time.Second, dispatch.OrderOnWay, 60 * time.Second},
+	{1, 6, 1, -200, 50 * time.Minute, olga, 5400 * time.Second, "", 0},
+	{1, 7, 1, -100, 60 * time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute},
+	{1, 8, 2, -100, 70 * time.Minute, dispatch.Executor{}, 0, "", 0},
+	// Not counted: another account's, one posted before the period, one never posted.
+	{2, 1, 1, -300, 5 * time.Minute, ivan, time.Second, dispatch.OrderDone, time.Second},
+	{1, 9, 1, -100, -time.Hour, ivan, time.Second, dispatch.OrderDone, time.Second},
+	{1, 10, 1, -100, NeverPosted, dispatch.Executor{}, 0, "", 0},
+}
+
+// seedStats writes orders through the store's own steps (create, post, take,
+// status, release, withdraw) under a clock set to each step's moment.
+func seedStats(t *testing.T, kind dbtest.Kind, orders []SeededOrder) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		mu  sync.Mutex
+		now = StatsBase
+	)
+	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
+	db := dbtest.Open(t, kind, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	for _, id := range []int64{1, 2} {
+		install(t, db, id)
+	}
+	for _, c := range []dispatch.Chat{{ID: -100, AccountID: 1, Title: "Group A"}, {ID: -200, AccountID: 1, Title: "Group B"},
+		{ID: -300, AccountID: 2, Title: "Other"}} {
+		if _, err := db.LinkChat(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range orders {
+		posted := StatsBase.Add(s.Post)
+		set(posted.Add(-30 * time.Second))
+		var o dispatch.Order
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			o, err = tx.CreateOrder(dispatch.Order{AccountID: s.Account, LeadID: s.Lead, PipelineID: s.Pipeline, StageID: 1,
+				ChatID: s.Chat, Status: dispatch.OrderPosting, GroupText: "order"})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("order %d: %v", i, err)
+		}
+		if s.Post == NeverPosted {
+			if err := db.FailOrder(ctx, o.ID, "chat gone"); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		set(posted)
+		if ok, err := db.MarkPosted(ctx, o.ID, 1000+i, "order"); err != nil || !ok {
+			t.Fatalf("post order %d: %v %v", i, ok, err)
+		}
+		if _, _, err := db.AddEvent(ctx, dispatch.Event{AccountID: s.Account, OrderID: o.ID, Kind: dispatch.EventPosted}); err != nil {
+			t.Fatal(err)
+		}
+		if s.End == dispatch.OrderWithdrawn {
+			set(posted.Add(s.EndAfter))
+			if err := db.InTx(ctx, func(tx *store.Tx) error { _, _, err := tx.CloseOrder(s.Account, s.Lead); return err }); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if s.Taker.TelegramID == 0 {
+			continue
+		}
+		taken := posted.Add(s.TakeAfter)
+		set(taken)
+		err = db.InTx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.TakeOrder(s.Chat, 1000+i, o.ID, s.Taker); err != nil {
+				return err
+			}
+			_, _, err := tx.AddEvent(dispatch.Event{AccountID: s.Account, OrderID: o.ID, Kind: dispatch.EventTaken, TelegramID: s.Taker.TelegramID})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("take order %d: %v", i, err)
+		}
+		if s.End == "" {
+			continue
+		}
+		set(taken.Add(s.EndAfter))
+		err = db.InTx(ctx, func(tx *store.Tx) error {
+			if _, moved, err := tx.MoveAssigned(s.Account, o.ID, s.Taker.TelegramID, s.End); err != nil || !moved {
+				t.Errorf("order %d to %s: moved %v, %v", i, s.End, moved, err)
+				return err
+			}
+			_, _, err := tx.AddEvent(dispatch.Event{AccountID: s.Account, OrderID: o.ID, Kind: string(s.End), TelegramID: s.Taker.TelegramID})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
+func dur(s int64) *time.Duration { d := time.Duration(s) * time.Second; return &d }
+
+func at(s int64) *time.Time { t := StatsBase.Add(time.Duration(s) * time.Second); return &t }
+
+// Every figure of a seeded period, by hand: take times 60, 240, 600, 1200,
+// 3000, 5400 s; median = rank ⌈6·0.5⌉ = 3rd = 600 s, p90 = rank ⌈5.4⌉ = 6th.
+func TestStatsFigures(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		db := seedStats(t, kind, statsOrders)
+		day := dispatch.StatsQuery{AccountID: 1, From: StatsBase, To: StatsBase.Add(24 * time.Hour)}
+		got, err := db.Stats(ctx, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dispatch.Stats{Query: day,
+			Totals: dispatch.StatTotals{Posted: 8, Taken: 6, Done: 3, Released: 1, Withdrawn: 1, NeverTaken: 2,
+				TakeMedian: dur(600), TakeP90: dur(5400), Within5m: 2, Within15m: 3, Within60m: 5},
+			Executors: []dispatch.ExecutorStats{
+				// 3600 and 1800 s to done: the lower middle, 1800. Last: order 5's
+				// "on the way", 40 min + 3000 s + 60 s.
+				{TelegramID: 11, Name: "Иван Петров", Username: "ivan", Taken: 3, Done: 2, DoneMedian: dur(1800), LastActivity: at(2400 + 3000 + 60)},
+				{TelegramID: 22, Name: "Ольга", Username: "olga", Taken: 3, Done: 1, Released: 1, DoneMedian: dur(7200), LastActivity: at(1800 + 1200 + 7200)},
+			},
+			Chats: []dispatch.ChatStats{
+				{ChatID: -100, Title: "Group A", Posted: 5, Taken: 3, TakeMedian: dur(240)},
+				{ChatID: -200, Title: "Group B", Posted: 3, Taken: 3, TakeMedian: dur(3000)},
+			},
+		}
+		checkStats(t, got, want)
+
+		// Pipeline 1 only: orders 1, 2, 3, 6 (taken: 60, 240, 600, 5400 s) and 7.
+		one := day
+		one.PipelineID = 1
+		got, err = db.Stats(ctx, one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStats(t, got, dispatch.Stats{Query: one,
+			Totals: dispatch.StatTotals{Posted: 5, Taken: 4, Done: 2, Released: 1, Withdrawn: 1, NeverTaken: 1,
+				TakeMedian: dur(240), TakeP90: dur(5400), Within5m: 2, Within15m: 3, Within60m: 3},
+			Executors: []dispatch.ExecutorStats{
+				{TelegramID: 11, Name: "Иван Петров", Username: "ivan", Taken: 2, Done: 2, DoneMedian: dur(1800), LastActivity: at(60 + 3600)},
+				{TelegramID: 22, Name: "Ольга", Username: "olga", Taken: 2, Released: 1, LastActivity: at(3000 + 5400)},
+			},
+			Chats: []dispatch.ChatStats{
+				{ChatID: -100, Title: "Group A", Posted: 4, Taken: 3, TakeMedian: dur(240)},
+				{ChatID: -200, Title: "Group B", Posted: 1, Taken: 1, TakeMedian: dur(5400)},
+			},
+		})
+
+		// The other account sees its one order only.
+		other := dispatch.StatsQuery{AccountID: 2, From: StatsBase, To: StatsBase.Add(24 * time.Hour)}
+		got, err = db.Stats(ctx, other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStats(t, got, dispatch.Stats{Query: other,
+			Totals: dispatch.StatTotals{Posted: 1, Taken: 1, Done: 1, TakeMedian: dur(1), TakeP90: dur(1), Within5m: 1, Within15m: 1, Within60m: 1},
+			Executors: []dispatch.ExecutorStats{{TelegramID: 11, Name: "Иван Петров", Username: "ivan", Taken: 1, Done: 1,
+				DoneMedian: dur(1), LastActivity: at(5*60 + 2)}},
+			Chats: []dispatch.ChatStats{{ChatID: -300, Title: "Other", Posted: 1, Taken: 1, TakeMedian: dur(1)}},
+		})
+
+		// A period with nothing in it has no percentiles.
+		empty := dispatch.StatsQuery{AccountID: 1, From: StatsBase.Add(48 * time.Hour), To: StatsBase.Add(72 * time.Hour)}
+		got, err = db.Stats(ctx, empty)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStats(t, got, dispatch.Stats{Query: empty})
+	})
+}
+
+func checkStats(t *testing.T, got, want dispatch.Stats) {
+	t.Helper()
+	if g, w := show(got), show(want); g != w {
+		t.Errorf("stats for %v:\n got %s\nwant %s", want.Query, g, w)
+	}
+}
+
+// show prints stats with their pointers followed, for an exact comparison.
+func show(s dispatch.Stats) string {
+	d := func(p *time.Duration) string {
+		if p == nil {
+			return "-"
+		}
+		return p.String()
+	}
+	out := fmtv("totals", s.Totals.Posted, s.Totals.Taken, s.Totals.Done, s.Totals.Released, s.Totals.Withdrawn,
+		s.Totals.NeverTaken, d(s.Totals.TakeMedian), d(s.Totals.TakeP90), s.Totals.Within5m, s.Totals.Within15m, s.Totals.Within60m)
+	for _, e := range s.Executors {
+		last := "-"
+		if e.LastActivity != nil {
+			last = e.LastActivity.UTC().Format(time.RFC3339Nano)
+		}
+		out += fmtv("\n  executor", e.TelegramID, e.Name, e.Username, e.Taken, e.Done, e.Released, d(e.DoneMedian), last)
+	}
+	for _, c := range s.Chats {
+		out += fmtv("\n  chat", c.ChatID, c.Title, c.Posted, c.Taken, d(c.TakeMedian))
+	}
+	return out
+}
+
+func fmtv(label string, v ...any) string { return label + fmt.Sprintf(" %v", v) }

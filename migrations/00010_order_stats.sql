@@ -1,0 +1,19 @@
+-- Order statistics for the widget (issue #15): the moment an order's post
+-- went out, recorded by the same UPDATE that marks it open (or by the take,
+-- when a press proved the post first), and an index so that an account's
+-- figures for a period are read from its own rows only (the timeline's steps
+-- of those orders are found through order_events_once).
+
+-- +goose Up
+ALTER TABLE orders ADD COLUMN posted_at TIMESTAMP NULL;
+-- Orders posted before this migration: the timeline's "posted" step, or the
+-- take for a post only a press proved; an order that never left "posting"
+-- or "failed" and has no such step was never posted.
+UPDATE orders SET posted_at = (SELECT MIN(e.at) FROM order_events e WHERE e.order_id = orders.id AND e.kind = 'posted');
+UPDATE orders SET posted_at = taken_at WHERE posted_at IS NULL AND taken_at IS NOT NULL;
+UPDATE orders SET posted_at = created_at WHERE posted_at IS NULL AND message_id <> 0;
+CREATE INDEX orders_stats ON orders (account_id, posted_at);
+
+-- +goose Down
+DROP INDEX orders_stats;
+ALTER TABLE orders DROP COLUMN posted_at;
