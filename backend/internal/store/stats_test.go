@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,21 +14,6 @@ import (
 // StatsBase is the start of the seeded period: a Monday, 10:00 UTC.
 var StatsBase = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
-// SeededOrder is one order of SeedStats, its times as offsets from StatsBase.
-type SeededOrder struct {
-	Account, Lead, Pipeline, Chat int64
-	Post                          time.Duration // when the post went out; NeverPosted: it failed
-	Taker                         dispatch.Executor
-	TakeAfter                     time.Duration // after the post
-	// End is what happened after the take (done, released, on_way, or ""
-	// for nothing), EndAfter after the take; withdrawn ends an untaken order.
-	End      dispatch.OrderStatus
-	EndAfter time.Duration
-}
-
-// NeverPosted marks a seeded order whose post failed.
-const NeverPosted = time.Duration(-1)
-
 var (
 	ivan = dispatch.Executor{TelegramID: 11, FirstName: "Иван", LastName: "Петров", Username: "ivan"}
 	olga = dispatch.Executor{TelegramID: 22, FirstName: "Ольга", Username: "olga"}
@@ -38,106 +22,37 @@ var (
 // statsOrders are orders of account 1 (chats -100 and -200, pipelines 1 and
 // 2), one of account 2 posted in the same minutes and taken by the same
 // executor, one of account 1 posted before the period and one never posted.
-var statsOrders = []SeededOrder{
-	{1, 1, 1, -100, 0, ivan, 60 * time.Second, dispatch.OrderDone, 3600 * time.Second},
+var statsOrders = []dbtest.SeedOrder{
+	dbtest.O(1, 1, 1, -100, 0, ivan, 60 * time.Second, dispatch.OrderDone, 3600 * time.Second),
 	// Sub-second moments: 10:10:00.7 to 10:14:00.9 is 240 s, each cut to its second.
-	{1, 2, 1, -100, 10*time.Minute + 700*time.Millisecond, ivan, 240*time.Second + 200*time.Millisecond, dispatch.OrderDone, 1800 * time.Second},
-	{1, 3, 1, -100, 20 * time.Minute, olga, 600 * time.Second, dispatch.OrderReleased, 100 * time.Second},
-	{1, 4, 2, -200, 30 * time.Minute, olga, 1200 * time.Second, dispatch.OrderDone, 7200 * time.Second},
-	{1, 5, 2, -200, 40 * time.Minute, ivan, 3000 * time.Second, dispatch.OrderOnWay, 60 * time.Second},
-	{1, 6, 1, -200, 50 * time.Minute, olga, 5400 * time.Second, "", 0},
-	{1, 7, 1, -100, 60 * time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute},
-	{1, 8, 2, -100, 70 * time.Minute, dispatch.Executor{}, 0, "", 0},
+	dbtest.O(1, 2, 1, -100, 10*time.Minute + 700*time.Millisecond, ivan, 240*time.Second + 200*time.Millisecond, dispatch.OrderDone, 1800 * time.Second),
+	dbtest.O(1, 3, 1, -100, 20 * time.Minute, olga, 600 * time.Second, dispatch.OrderReleased, 100 * time.Second),
+	dbtest.O(1, 4, 2, -200, 30 * time.Minute, olga, 1200 * time.Second, dispatch.OrderDone, 7200 * time.Second),
+	dbtest.O(1, 5, 2, -200, 40 * time.Minute, ivan, 3000 * time.Second, dispatch.OrderOnWay, 60 * time.Second),
+	dbtest.O(1, 6, 1, -200, 50 * time.Minute, olga, 5400 * time.Second, "", 0),
+	dbtest.O(1, 7, 1, -100, 60 * time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute),
+	dbtest.O(1, 8, 2, -100, 70 * time.Minute, dispatch.Executor{}, 0, "", 0),
 	// Not counted: another account's, one posted before the period, one never posted.
-	{2, 1, 1, -300, 5 * time.Minute, ivan, time.Second, dispatch.OrderDone, time.Second},
-	{1, 9, 1, -100, -time.Hour, ivan, time.Second, dispatch.OrderDone, time.Second},
-	{1, 10, 1, -100, NeverPosted, dispatch.Executor{}, 0, "", 0},
+	dbtest.O(2, 1, 1, -300, 5 * time.Minute, ivan, time.Second, dispatch.OrderDone, time.Second),
+	dbtest.O(1, 9, 1, -100, -time.Hour, ivan, time.Second, dispatch.OrderDone, time.Second),
+	dbtest.O(1, 10, 1, -100, dbtest.NeverPosted, dispatch.Executor{}, 0, "", 0),
 }
 
-// seedStats writes orders through the store's own steps (create, post, take,
-// status, release, withdraw) under a clock set to each step's moment.
-func seedStats(t *testing.T, kind dbtest.Kind, orders []SeededOrder) *store.DB {
+// seedStats installs accounts 1 and 2 with their chats and seeds orders.
+func seedStats(t *testing.T, kind dbtest.Kind, orders []dbtest.SeedOrder) *store.DB {
 	t.Helper()
-	ctx := context.Background()
-	var (
-		mu  sync.Mutex
-		now = StatsBase
-	)
-	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
-	db := dbtest.Open(t, kind, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	clk := &dbtest.Clock{}
+	db := dbtest.Open(t, kind, clk.Now)
 	for _, id := range []int64{1, 2} {
 		install(t, db, id)
 	}
 	for _, c := range []dispatch.Chat{{ID: -100, AccountID: 1, Title: "Group A"}, {ID: -200, AccountID: 1, Title: "Group B"},
 		{ID: -300, AccountID: 2, Title: "Other"}} {
-		if _, err := db.LinkChat(ctx, c); err != nil {
+		if _, err := db.LinkChat(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i, s := range orders {
-		posted := StatsBase.Add(s.Post)
-		set(posted.Add(-30 * time.Second))
-		var o dispatch.Order
-		err := db.InTx(ctx, func(tx *store.Tx) error {
-			var err error
-			o, err = tx.CreateOrder(dispatch.Order{AccountID: s.Account, LeadID: s.Lead, PipelineID: s.Pipeline, StageID: 1,
-				ChatID: s.Chat, Status: dispatch.OrderPosting, GroupText: "order"})
-			return err
-		})
-		if err != nil {
-			t.Fatalf("order %d: %v", i, err)
-		}
-		if s.Post == NeverPosted {
-			if err := db.FailOrder(ctx, o.ID, "chat gone"); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		set(posted)
-		if ok, err := db.MarkPosted(ctx, o.ID, 1000+i, "order"); err != nil || !ok {
-			t.Fatalf("post order %d: %v %v", i, ok, err)
-		}
-		if _, _, err := db.AddEvent(ctx, dispatch.Event{AccountID: s.Account, OrderID: o.ID, Kind: dispatch.EventPosted}); err != nil {
-			t.Fatal(err)
-		}
-		if s.End == dispatch.OrderWithdrawn {
-			set(posted.Add(s.EndAfter))
-			if err := db.InTx(ctx, func(tx *store.Tx) error { _, _, err := tx.CloseOrder(s.Account, s.Lead); return err }); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if s.Taker.TelegramID == 0 {
-			continue
-		}
-		taken := posted.Add(s.TakeAfter)
-		set(taken)
-		err = db.InTx(ctx, func(tx *store.Tx) error {
-			if _, err := tx.TakeOrder(s.Chat, 1000+i, o.ID, s.Taker); err != nil {
-				return err
-			}
-			_, _, err := tx.AddEvent(dispatch.Event{AccountID: s.Account, OrderID: o.ID, Kind: dispatch.EventTaken, TelegramID: s.Taker.TelegramID})
-			return err
-		})
-		if err != nil {
-			t.Fatalf("take order %d: %v", i, err)
-		}
-		if s.End == "" {
-			continue
-		}
-		set(taken.Add(s.EndAfter))
-		err = db.InTx(ctx, func(tx *store.Tx) error {
-			if _, moved, err := tx.MoveAssigned(s.Account, o.ID, s.Taker.TelegramID, s.End); err != nil || !moved {
-				t.Errorf("order %d to %s: moved %v, %v", i, s.End, moved, err)
-				return err
-			}
-			_, _, err := tx.AddEvent(dispatch.Event{AccountID: s.Account, OrderID: o.ID, Kind: string(s.End), TelegramID: s.Taker.TelegramID})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	dbtest.SeedOrders(t, db, clk, StatsBase, orders)
 	return db
 }
 
