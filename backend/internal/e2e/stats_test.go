@@ -39,17 +39,17 @@ func TestWidgetStats(t *testing.T) {
 		// to 2 March 21:00 UTC.
 		base := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 		dbtest.SeedOrders(t, db, clk, base, []dbtest.SeedOrder{
-			dbtest.O(a, 1, p, g, 0, ivan, 90 * time.Second, dispatch.OrderDone, 600 * time.Second),
-			dbtest.O(a, 2, p, g, 5 * time.Minute, olga, 30 * time.Second, dispatch.OrderReleased, 120 * time.Second),
-			dbtest.O(a, 3, 999, store2, 10 * time.Minute, ivan, 1000 * time.Second, dispatch.OrderDone, 1200 * time.Second),
-			dbtest.O(a, 4, p, g, 15 * time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute),
+			dbtest.O(a, 1, p, g, 0, ivan, 90*time.Second, dispatch.OrderDone, 600*time.Second),
+			dbtest.O(a, 2, p, g, 5*time.Minute, olga, 30*time.Second, dispatch.OrderReleased, 120*time.Second),
+			dbtest.O(a, 3, 999, store2, 10*time.Minute, ivan, 1000*time.Second, dispatch.OrderDone, 1200*time.Second),
+			dbtest.O(a, 4, p, g, 15*time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute),
 			// 1 March 22:30 UTC is 2 March 01:30 in Moscow: counted; taken in
 			// exactly 60 minutes.
-			dbtest.O(a, 5, p, g, -11*time.Hour - 30*time.Minute, olga, time.Hour, "", 0),
+			dbtest.O(a, 5, p, g, -11*time.Hour-30*time.Minute, olga, time.Hour, "", 0),
 			// 2 March 21:30 UTC is already 3 March in Moscow: not counted.
-			dbtest.O(a, 6, p, g, 11*time.Hour + 30*time.Minute, ivan, 5 * time.Second, "", 0),
+			dbtest.O(a, 6, p, g, 11*time.Hour+30*time.Minute, ivan, 5*time.Second, "", 0),
 			// Another account's order, taken by the same executor.
-			dbtest.O(tb.acc.ID, 1, tb.pipeline, tb.group.ID, time.Minute, ivan, 10 * time.Second, dispatch.OrderDone, time.Second),
+			dbtest.O(tb.acc.ID, 1, tb.pipeline, tb.group.ID, time.Minute, ivan, 10*time.Second, dispatch.OrderDone, time.Second),
 		})
 		admin := widgetToken(t, b, a, "stats", asUser(a+1))
 		manager := widgetToken(t, b, a, "stats", asUser(ta.amoUser))

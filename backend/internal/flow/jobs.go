@@ -45,6 +45,10 @@ func (DispatchLeadsArgs) Kind() string { return "dispatch_leads" }
 
 type PostOrderArgs struct {
 	OrderID string `json:"order_id"`
+	// WebhookAt is when the webhook that created the order was accepted
+	// (unset for orders the reconciler or the deal card created), for the
+	// webhook-to-post latency.
+	WebhookAt time.Time `json:"webhook_at,omitzero"`
 }
 
 func (PostOrderArgs) Kind() string { return "post_order" }
@@ -240,7 +244,7 @@ func (f *Flow) register(w *river.Workers) {
 		return outcome(f.dispatchLeads(ctx, j.Args.AccountID, j.Args.Leads))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[PostOrderArgs]) error {
-		return outcome(f.postOrder(ctx, j.Args.OrderID))
+		return outcome(f.postOrder(context.WithValue(ctx, webhookAtKey{}, j.Args.WebhookAt), j.Args.OrderID))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[WithdrawPostArgs]) error {
 		return outcome(f.withdrawPost(ctx, j.Args.OrderID))

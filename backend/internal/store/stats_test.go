@@ -23,17 +23,17 @@ var (
 // 2), one of account 2 posted in the same minutes and taken by the same
 // executor, one of account 1 posted before the period and one never posted.
 var statsOrders = []dbtest.SeedOrder{
-	dbtest.O(1, 1, 1, -100, 0, ivan, 60 * time.Second, dispatch.OrderDone, 3600 * time.Second),
+	dbtest.O(1, 1, 1, -100, 0, ivan, 60*time.Second, dispatch.OrderDone, 3600*time.Second),
 	// Sub-second moments: 10:10:00.7 to 10:14:00.9 is 240 s, each cut to its second.
-	dbtest.O(1, 2, 1, -100, 10*time.Minute + 700*time.Millisecond, ivan, 240*time.Second + 200*time.Millisecond, dispatch.OrderDone, 1800 * time.Second),
-	dbtest.O(1, 3, 1, -100, 20 * time.Minute, olga, 600 * time.Second, dispatch.OrderReleased, 100 * time.Second),
-	dbtest.O(1, 4, 2, -200, 30 * time.Minute, olga, 1200 * time.Second, dispatch.OrderDone, 7200 * time.Second),
-	dbtest.O(1, 5, 2, -200, 40 * time.Minute, ivan, 3000 * time.Second, dispatch.OrderOnWay, 60 * time.Second),
-	dbtest.O(1, 6, 1, -200, 50 * time.Minute, olga, 5400 * time.Second, "", 0),
-	dbtest.O(1, 7, 1, -100, 60 * time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute),
-	dbtest.O(1, 8, 2, -100, 70 * time.Minute, dispatch.Executor{}, 0, "", 0),
+	dbtest.O(1, 2, 1, -100, 10*time.Minute+700*time.Millisecond, ivan, 240*time.Second+200*time.Millisecond, dispatch.OrderDone, 1800*time.Second),
+	dbtest.O(1, 3, 1, -100, 20*time.Minute, olga, 600*time.Second, dispatch.OrderReleased, 100*time.Second),
+	dbtest.O(1, 4, 2, -200, 30*time.Minute, olga, 1200*time.Second, dispatch.OrderDone, 7200*time.Second),
+	dbtest.O(1, 5, 2, -200, 40*time.Minute, ivan, 3000*time.Second, dispatch.OrderOnWay, 60*time.Second),
+	dbtest.O(1, 6, 1, -200, 50*time.Minute, olga, 5400*time.Second, "", 0),
+	dbtest.O(1, 7, 1, -100, 60*time.Minute, dispatch.Executor{}, 0, dispatch.OrderWithdrawn, time.Minute),
+	dbtest.O(1, 8, 2, -100, 70*time.Minute, dispatch.Executor{}, 0, "", 0),
 	// Not counted: another account's, one posted before the period, one never posted.
-	dbtest.O(2, 1, 1, -300, 5 * time.Minute, ivan, time.Second, dispatch.OrderDone, time.Second),
+	dbtest.O(2, 1, 1, -300, 5*time.Minute, ivan, time.Second, dispatch.OrderDone, time.Second),
 	dbtest.O(1, 9, 1, -100, -time.Hour, ivan, time.Second, dispatch.OrderDone, time.Second),
 	dbtest.O(1, 10, 1, -100, dbtest.NeverPosted, dispatch.Executor{}, 0, "", 0),
 }
