@@ -24,8 +24,9 @@ var (
 // executor, one of account 1 posted before the period and one never posted.
 var statsOrders = []dbtest.SeedOrder{
 	dbtest.O(1, 1, 1, -100, 0, ivan, 60*time.Second, dispatch.OrderDone, 3600*time.Second),
-	// Sub-second moments: 10:10:00.7 to 10:14:00.9 is 240 s, each cut to its second.
-	dbtest.O(1, 2, 1, -100, 10*time.Minute+700*time.Millisecond, ivan, 240*time.Second+200*time.Millisecond, dispatch.OrderDone, 1800*time.Second),
+	// Sub-second moments: 10:10:00.3 to 10:14:00.8 is 240 s, each cut to its
+	// second (rounded, it would be 241).
+	dbtest.O(1, 2, 1, -100, 10*time.Minute+300*time.Millisecond, ivan, 240*time.Second+500*time.Millisecond, dispatch.OrderDone, 1800*time.Second),
 	dbtest.O(1, 3, 1, -100, 20*time.Minute, olga, 600*time.Second, dispatch.OrderReleased, 100*time.Second),
 	dbtest.O(1, 4, 2, -200, 30*time.Minute, olga, 1200*time.Second, dispatch.OrderDone, 7200*time.Second),
 	dbtest.O(1, 5, 2, -200, 40*time.Minute, ivan, 3000*time.Second, dispatch.OrderOnWay, 60*time.Second),
