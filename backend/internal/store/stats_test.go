@@ -3,11 +3,14 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dbtest"
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
+	"github.com/amodispatch/amodispatch/backend/internal/secret"
 	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
@@ -162,3 +165,69 @@ func show(s dispatch.Stats) string {
 }
 
 func fmtv(label string, v ...any) string { return label + fmt.Sprintf(" %v", v) }
+
+// Orders stored before migration 00010 get their post's moment from the
+// timeline's "posted" step, else from the take (a press proved the post),
+// else, for a recorded message, from their creation; unposted ones get none.
+func TestPostedAtFilledByMigration(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		dbURL, dir := dbtest.NewURL(t, kind)
+		box, err := secret.New([][]byte{dbtest.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := store.Open(ctx, store.Options{URL: dbURL, SQLitePath: filepath.Join(dir, "dispatcher.db"), Box: box})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.MigrateToForTest(ctx, 7); err != nil {
+			t.Fatal(err)
+		}
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if kind == dbtest.Postgres {
+				for i := 1; strings.Contains(q, "?"); i++ {
+					q = strings.Replace(q, "?", fmt.Sprintf("$%d", i), 1)
+				}
+			}
+			if _, err := db.SQL().ExecContext(ctx, q, args...); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		base := StatsBase
+		order := func(id, status string, message int, taken *time.Time) {
+			// Each its own deal: the message id serves as the deal's id.
+			exec(`INSERT INTO orders (id, account_id, lead_id, pipeline_id, stage_id, chat_id, message_id, status, active, taken_at, created_at, updated_at)
+				VALUES (?, 1, ?, 1, 1, -100, ?, ?, ?, ?, ?, ?)`, id, 100+message+len(id), message, status, false, taken, base, base)
+		}
+		takenAt := base.Add(3 * time.Hour)
+		order("a-posted-event", "open", 5, nil)
+		exec(`INSERT INTO order_events (id, account_id, order_id, kind, at) VALUES ('e1', 1, 'a-posted-event', 'posted', ?)`, base.Add(time.Hour))
+		order("b-taken", "taken", 6, &takenAt)
+		order("c-withdrawn", "withdrawn", 7, nil)
+		order("d-posting", "posting", 0, nil)
+		order("e-failed", "failed", 0, nil)
+		if _, err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			from, to      time.Duration
+			posted, taken int64
+		}{
+			{-time.Hour, 4 * time.Hour, 3, 1},        // a, b and c; never d or e
+			{30 * time.Minute, 2 * time.Hour, 1, 0},  // a, by its "posted" step, not its creation
+			{150 * time.Minute, 4 * time.Hour, 1, 1}, // b, by its take
+			{-time.Minute, time.Minute, 1, 0},        // c, by its creation
+		} {
+			st, err := db.Stats(ctx, dispatch.StatsQuery{AccountID: 1, From: base.Add(c.from), To: base.Add(c.to)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Totals.Posted != c.posted || st.Totals.Taken != c.taken {
+				t.Errorf("[%v, %v): posted %d taken %d, want %d %d", c.from, c.to, st.Totals.Posted, st.Totals.Taken, c.posted, c.taken)
+			}
+		}
+	})
+}
