@@ -13,7 +13,10 @@ UPDATE orders SET posted_at = (SELECT MIN(e.at) FROM order_events e WHERE e.orde
 UPDATE orders SET posted_at = taken_at WHERE posted_at IS NULL AND taken_at IS NOT NULL;
 UPDATE orders SET posted_at = created_at WHERE posted_at IS NULL AND message_id <> 0;
 CREATE INDEX orders_stats ON orders (account_id, posted_at);
+-- An executor's latest step (their last activity).
+CREATE INDEX order_events_actor ON order_events (account_id, telegram_id, at);
 
 -- +goose Down
+DROP INDEX order_events_actor;
 DROP INDEX orders_stats;
 ALTER TABLE orders DROP COLUMN posted_at;

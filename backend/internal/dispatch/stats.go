@@ -61,8 +61,9 @@ type ExecutorStats struct {
 	Released   int64
 	// DoneMedian is the median time from take to done of their done orders.
 	DoneMedian *time.Duration
-	// LastActivity is their latest step (take, status, release) on the
-	// period's orders.
+	// LastActivity is their latest step on any of the account's orders (a
+	// contact asked for, a take, a status, a release) before the period's
+	// end: when they were last seen working, even on an older order.
 	LastActivity *time.Time
 }
 

@@ -2,17 +2,18 @@ package store
 
 import (
 	"context"
-	"fmt"
+	"slices"
 	"time"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 )
 
 // The figures are computed by the database from the period's orders (the
-// orders_stats index on account_id, posted_at finds them) and, for done times
-// and last activity, their timeline steps (found by order id through
-// order_events_once). Percentiles are picked in SQL with window functions,
-// which PostgreSQL and SQLite share; see dispatch.PercentileRank.
+// orders_stats index on account_id, posted_at finds them) and, for done
+// times, their timeline steps (found by order id through order_events_once);
+// last activity comes from order_events_actor. The durations are computed in
+// SQL, each moment cut to its second, and their ranks picked here; see
+// dispatch.PercentileRank.
 
 // secs is a moment cut to its whole second, as Unix seconds, written for the
 // dialect so that both databases compute the same durations.
@@ -20,7 +21,7 @@ func (db *DB) secs(col string) string {
 	if db.dialect == Postgres {
 		return "CAST(FLOOR(EXTRACT(EPOCH FROM " + col + ")) AS BIGINT)"
 	}
-	return "CAST(strftime('%s', " + col + ") AS INTEGER)"
+	return "unixepoch(" + col + ")" // an integer: the second, cut
 }
 
 // cohort is the WHERE of the period's orders (aliased o) and its arguments.
@@ -42,40 +43,48 @@ func (db *DB) Stats(ctx context.Context, q dispatch.StatsQuery) (dispatch.Stats,
 	take := db.secs("o.taken_at") + " - " + db.secs("o.posted_at")
 
 	var t struct {
-		Posted, Taken, Done, Released, Withdrawn, W5, W15, W60 int64
+		Posted, Taken, Done, Released, Withdrawn int64
 	}
-	within := func(s int) string {
-		return fmt.Sprintf("COUNT(CASE WHEN o.taken_at IS NOT NULL AND %s <= %d THEN 1 END)", take, s)
-	}
-	err := g.Raw(`SELECT COUNT(*) AS posted,
-		COUNT(o.taken_at) AS taken,
+	err := g.Raw(`SELECT COUNT(*) AS posted, COUNT(o.taken_at) AS taken,
 		COUNT(CASE WHEN o.status = 'done' THEN 1 END) AS done,
 		COUNT(CASE WHEN o.status = 'released' THEN 1 END) AS released,
-		COUNT(CASE WHEN o.status = 'withdrawn' THEN 1 END) AS withdrawn,
-		`+within(5*60)+` AS w5, `+within(15*60)+` AS w15, `+within(60*60)+` AS w60
+		COUNT(CASE WHEN o.status = 'withdrawn' THEN 1 END) AS withdrawn
 		FROM orders o WHERE `+where, args...).Scan(&t).Error
 	if err != nil {
 		return out, translate(err, "stats totals")
 	}
 	out.Totals = dispatch.StatTotals{Posted: t.Posted, Taken: t.Taken, Done: t.Done, Released: t.Released,
-		Withdrawn: t.Withdrawn, NeverTaken: t.Posted - t.Taken, Within5m: t.W5, Within15m: t.W15, Within60m: t.W60}
+		Withdrawn: t.Withdrawn, NeverTaken: t.Posted - t.Taken}
 
-	overall, err := db.percentiles(ctx, "0", take, "", where+" AND o.taken_at IS NOT NULL", args)
+	d, err := db.durations(ctx, where, args, take)
 	if err != nil {
 		return out, err
 	}
-	out.Totals.TakeMedian, out.Totals.TakeP90 = overall[0].median, overall[0].p90
-
-	if out.Executors, err = db.executorStats(ctx, where, args); err != nil {
+	overall := percentiles(d.take)
+	out.Totals.TakeMedian, out.Totals.TakeP90 = overall.median, overall.p90
+	for _, s := range d.take {
+		out.Totals.Within5m += within(s, 5*60)
+		out.Totals.Within15m += within(s, 15*60)
+		out.Totals.Within60m += within(s, 60*60)
+	}
+	done := map[int64]pct{}
+	for ex, ds := range d.doneByExecutor {
+		done[ex] = percentiles(ds)
+	}
+	if out.Executors, err = db.executorStats(ctx, q.AccountID, q.To, where, args, done); err != nil {
 		return out, err
 	}
-	if out.Chats, err = db.chatStats(ctx, q.AccountID, where, args, take); err != nil {
+	med := map[int64]pct{}
+	for chat, ds := range d.takeByChat {
+		med[chat] = percentiles(ds)
+	}
+	if out.Chats, err = db.chatStats(ctx, q.AccountID, where, args, med); err != nil {
 		return out, err
 	}
 	return out, nil
 }
 
-func (db *DB) executorStats(ctx context.Context, where string, args []any) ([]dispatch.ExecutorStats, error) {
+func (db *DB) executorStats(ctx context.Context, accountID int64, to time.Time, where string, args []any, done map[int64]pct) ([]dispatch.ExecutorStats, error) {
 	g := db.gorm.WithContext(ctx)
 	var rows []struct {
 		TelegramID            int64
@@ -91,23 +100,20 @@ func (db *DB) executorStats(ctx context.Context, where string, args []any) ([]di
 	if err != nil {
 		return nil, translate(err, "stats per executor")
 	}
-	done, err := db.percentiles(ctx, "o.executor_id", db.secs("d.at")+" - "+db.secs("o.taken_at"),
-		"JOIN order_events d ON d.order_id = o.id AND d.kind = 'done'", where+" AND o.taken_at IS NOT NULL", args)
-	if err != nil {
-		return nil, err
-	}
-	var last []struct{ TelegramID, At int64 }
-	err = g.Raw(`SELECT e.telegram_id AS telegram_id, `+db.secs("MAX(e.at)")+` AS at
-		FROM orders o JOIN order_events e ON e.order_id = o.id
-		WHERE `+where+` AND e.account_id = o.account_id AND e.telegram_id <> 0 AND e.kind IN ?
-		GROUP BY e.telegram_id`, append(append([]any{}, args...), []string{dispatch.EventTaken, string(dispatch.OrderOnWay),
-		string(dispatch.OrderStarted), string(dispatch.OrderDone), string(dispatch.OrderReleased)})...).Scan(&last).Error
-	if err != nil {
-		return nil, translate(err, "stats last activity")
-	}
+	// Each executor's latest step, from the newest entry of theirs in
+	// order_events_actor: one index probe per executor, where joining the
+	// period's orders to their steps read the whole period again.
 	lastAt := map[int64]time.Time{}
-	for _, l := range last {
-		lastAt[l.TelegramID] = time.Unix(l.At, 0).UTC()
+	for _, r := range rows {
+		var at []int64
+		err := g.Raw(`SELECT `+db.secs("MAX(at)")+` FROM order_events WHERE account_id = ? AND telegram_id = ? AND at < ?`,
+			accountID, r.TelegramID, to.UTC()).Scan(&at).Error
+		if err != nil {
+			return nil, translate(err, "stats last activity")
+		}
+		if len(at) == 1 && at[0] != 0 {
+			lastAt[r.TelegramID] = time.Unix(at[0], 0).UTC()
+		}
 	}
 	out := make([]dispatch.ExecutorStats, len(rows))
 	for i, r := range rows {
@@ -120,17 +126,13 @@ func (db *DB) executorStats(ctx context.Context, where string, args []any) ([]di
 	return out, nil
 }
 
-func (db *DB) chatStats(ctx context.Context, accountID int64, where string, args []any, take string) ([]dispatch.ChatStats, error) {
+func (db *DB) chatStats(ctx context.Context, accountID int64, where string, args []any, med map[int64]pct) ([]dispatch.ChatStats, error) {
 	g := db.gorm.WithContext(ctx)
 	var rows []struct{ ChatID, Posted, Taken int64 }
 	err := g.Raw(`SELECT o.chat_id AS chat_id, COUNT(*) AS posted, COUNT(o.taken_at) AS taken
 		FROM orders o WHERE `+where+` GROUP BY o.chat_id ORDER BY posted DESC, o.chat_id`, args...).Scan(&rows).Error
 	if err != nil {
 		return nil, translate(err, "stats per chat")
-	}
-	med, err := db.percentiles(ctx, "o.chat_id", take, "", where+" AND o.taken_at IS NOT NULL", args)
-	if err != nil {
-		return nil, err
 	}
 	ids := make([]int64, len(rows))
 	for i, r := range rows {
@@ -157,30 +159,62 @@ func (db *DB) chatStats(ctx context.Context, accountID int64, where string, args
 
 type pct struct{ median, p90 *time.Duration }
 
-// percentiles returns, per value of key, the median and 90th percentile of
-// the duration dur (an SQL expression in whole seconds) over the period's
-// orders (aliased o, joined with join). The database numbers each group's
-// durations in order and returns only the rows at the two ranks.
-func (db *DB) percentiles(ctx context.Context, key, dur, join, where string, args []any) (map[int64]pct, error) {
-	var rows []struct{ K, S, Rn, N int64 }
-	err := db.gorm.WithContext(ctx).Raw(`WITH d AS (SELECT `+key+` AS k, `+dur+` AS s FROM orders o `+join+` WHERE `+where+`),
-		r AS (SELECT k, s, ROW_NUMBER() OVER (PARTITION BY k ORDER BY s) AS rn, COUNT(*) OVER (PARTITION BY k) AS n FROM d)
-		SELECT k, s, rn, n FROM r WHERE rn = (n * 50 + 99) / 100 OR rn = (n * 90 + 99) / 100`, args...).Scan(&rows).Error
+// periodDurations are the taken orders' durations in whole seconds.
+type periodDurations struct {
+	take           []int64           // post to take, every taken order
+	takeByChat     map[int64][]int64 // the same by chat
+	doneByExecutor map[int64][]int64 // take to done, by executor
+}
+
+// durations reads each taken order's durations, computed by the database
+// (each moment cut to its second there), in one pass over the period's
+// orders; the ranks are then picked here. A window function picking them in
+// SQL sorted the period once per figure and took several times as long on
+// SQLite.
+func (db *DB) durations(ctx context.Context, where string, args []any, take string) (periodDurations, error) {
+	out := periodDurations{takeByChat: map[int64][]int64{}, doneByExecutor: map[int64][]int64{}}
+	rows, err := db.gorm.WithContext(ctx).Raw(`SELECT o.chat_id, o.executor_id, `+take+`, `+db.secs("d.at")+` - `+db.secs("o.taken_at")+`
+		FROM orders o LEFT JOIN order_events d ON d.order_id = o.id AND d.kind = 'done'
+		WHERE `+where+` AND o.taken_at IS NOT NULL`, args...).Rows()
 	if err != nil {
-		return nil, translate(err, "stats percentiles")
+		return out, translate(err, "stats durations")
 	}
-	out := map[int64]pct{}
-	for _, r := range rows {
-		d := time.Duration(r.S) * time.Second
-		p := out[r.K]
-		if r.Rn == dispatch.PercentileRank(50, r.N) {
-			p.median = &d
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			chat, executor, s int64
+			done              *int64
+		)
+		if err := rows.Scan(&chat, &executor, &s, &done); err != nil {
+			return out, translate(err, "stats durations")
 		}
-		if r.Rn == dispatch.PercentileRank(90, r.N) {
-			d := d
-			p.p90 = &d
+		out.take = append(out.take, s)
+		out.takeByChat[chat] = append(out.takeByChat[chat], s)
+		if done != nil {
+			out.doneByExecutor[executor] = append(out.doneByExecutor[executor], *done)
 		}
-		out[r.K] = p
 	}
-	return out, nil
+	return out, translate(rows.Err(), "stats durations")
+}
+
+func within(secs, limit int64) int64 {
+	if secs <= limit {
+		return 1
+	}
+	return 0
+}
+
+// percentiles picks the median and the 90th percentile of durations in
+// seconds by rank (dispatch.PercentileRank); none of no durations.
+func percentiles(secs []int64) pct {
+	n := int64(len(secs))
+	if n == 0 {
+		return pct{}
+	}
+	slices.Sort(secs)
+	at := func(p int64) *time.Duration {
+		d := time.Duration(secs[dispatch.PercentileRank(p, n)-1]) * time.Second
+		return &d
+	}
+	return pct{median: at(50), p90: at(90)}
 }
