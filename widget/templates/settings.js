@@ -203,7 +203,7 @@ define([], function () {
     function statsResult(v) {
       var x = v.totals;
       var h = '<section class="amodispatch-section amodispatch-stats-totals"><p class="amodispatch-muted amodispatch-stats-range">' +
-        esc(t('ui.stats.range', { from: moment(v.from), to: moment(v.to), zone: v.zone })) + '</p><div class="amodispatch-figures">' +
+        esc(t(v.first_day === v.last_day ? 'ui.stats.range_day' : 'ui.stats.range', { from: v.first_day, to: v.last_day, zone: v.zone })) + '</p><div class="amodispatch-figures">' +
         figure('posted', t('ui.stats.posted'), x.posted) + figure('taken', t('ui.stats.taken'), x.taken) +
         figure('done', t('ui.stats.done'), x.done) + figure('released', t('ui.stats.released'), x.released) +
         figure('withdrawn', t('ui.stats.withdrawn'), x.withdrawn) + figure('never-taken', t('ui.stats.never_taken'), x.never_taken) +

@@ -57,7 +57,7 @@ func TestWidgetStats(t *testing.T) {
 
 		// Take times 30, 90, 1000, 3600 s: the median is rank ⌈4·0.5⌉ = 2nd
 		// (90 s), the 90th percentile rank ⌈3.6⌉ = 4th.
-		want := fmt.Sprintf(`{"from":"2026-03-02T00:00:00+03:00","to":"2026-03-03T00:00:00+03:00","zone":"Europe/Moscow","pipeline_id":0,`+
+		want := fmt.Sprintf(`{"from":"2026-03-02T00:00:00+03:00","to":"2026-03-03T00:00:00+03:00","first_day":"2026-03-02","last_day":"2026-03-02","zone":"Europe/Moscow","pipeline_id":0,`+
 			`"totals":{"posted":5,"taken":4,"done":2,"released":1,"withdrawn":1,"never_taken":1,"take_median_s":90,"take_p90_s":3600,`+
 			`"taken_within_5m":2,"taken_within_15m":2,"taken_within_60m":4},`+
 			`"executors":[{"telegram_id":11,"name":"Иван Петров","username":"ivan","taken":2,"done":2,"released":0,"done_median_s":600,"last_activity":"2026-03-02T13:46:40+03:00"},`+

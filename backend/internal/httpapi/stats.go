@@ -17,8 +17,11 @@ import (
 // nothing to measure); moments are RFC 3339 in the account's time zone.
 type (
 	StatsView struct {
-		From       string              `json:"from"`
-		To         string              `json:"to"`
+		From string `json:"from"`
+		To   string `json:"to"` // the next midnight after the last day
+		// FirstDay and LastDay are the period's days (YYYY-MM-DD), both included.
+		FirstDay   string              `json:"first_day"`
+		LastDay    string              `json:"last_day"`
 		Zone       string              `json:"zone"`
 		PipelineID int64               `json:"pipeline_id"`
 		Totals     StatTotalsView      `json:"totals"`
@@ -72,6 +75,7 @@ func statsView(st dispatch.Stats) StatsView {
 	}
 	t := st.Totals
 	v := StatsView{From: st.Query.From.In(loc).Format(time.RFC3339), To: st.Query.To.In(loc).Format(time.RFC3339),
+		FirstDay: st.Query.From.In(loc).Format(time.DateOnly), LastDay: st.Query.To.In(loc).AddDate(0, 0, -1).Format(time.DateOnly),
 		Zone: loc.String(), PipelineID: st.Query.PipelineID,
 		Totals: StatTotalsView{Posted: t.Posted, Taken: t.Taken, Done: t.Done, Released: t.Released, Withdrawn: t.Withdrawn,
 			NeverTaken: t.NeverTaken, TakeMedianS: seconds(t.TakeMedian), TakeP90S: seconds(t.TakeP90),
@@ -177,7 +181,7 @@ func (h *handlers) statsRoutes(g fiber.Router) {
 			return err
 		}
 		c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
-		c.Set(fiber.HeaderContentDisposition, `attachment; filename="amodispatch-stats-`+v.From[:10]+`.csv"`)
+		c.Set(fiber.HeaderContentDisposition, `attachment; filename="amodispatch-stats-`+v.FirstDay+`-`+v.LastDay+`.csv"`)
 		return c.Send(statsCSV(v))
 	})
 }
