@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"slices"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 )
@@ -35,11 +38,26 @@ func cohort(q dispatch.StatsQuery) (string, []any) {
 	return where, args
 }
 
-// Stats computes an account's figures for a period.
+// Stats computes an account's figures for a period. On PostgreSQL its
+// queries share one read-only snapshot, so the figures agree with each other
+// while orders are being taken (SQLite's single connection has no other
+// writer between them worth a write lock: its transactions take one).
 func (db *DB) Stats(ctx context.Context, q dispatch.StatsQuery) (dispatch.Stats, error) {
+	if db.dialect != Postgres {
+		return db.stats(db.gorm.WithContext(ctx), q)
+	}
+	var out dispatch.Stats
+	err := db.gorm.WithContext(ctx).Transaction(func(g *gorm.DB) error {
+		var err error
+		out, err = db.stats(g, q)
+		return err
+	}, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	return out, err
+}
+
+func (db *DB) stats(g *gorm.DB, q dispatch.StatsQuery) (dispatch.Stats, error) {
 	out := dispatch.Stats{Query: q}
 	where, args := cohort(q)
-	g := db.gorm.WithContext(ctx)
 	take := db.secs("o.taken_at") + " - " + db.secs("o.posted_at")
 
 	var t struct {
@@ -56,7 +74,7 @@ func (db *DB) Stats(ctx context.Context, q dispatch.StatsQuery) (dispatch.Stats,
 	out.Totals = dispatch.StatTotals{Posted: t.Posted, Taken: t.Taken, Done: t.Done, Released: t.Released,
 		Withdrawn: t.Withdrawn, NeverTaken: t.Posted - t.Taken}
 
-	d, err := db.durations(ctx, where, args, take)
+	d, err := db.durations(g, where, args, take)
 	if err != nil {
 		return out, err
 	}
@@ -71,21 +89,20 @@ func (db *DB) Stats(ctx context.Context, q dispatch.StatsQuery) (dispatch.Stats,
 	for ex, ds := range d.doneByExecutor {
 		done[ex] = percentiles(ds)
 	}
-	if out.Executors, err = db.executorStats(ctx, q.AccountID, q.To, where, args, done); err != nil {
+	if out.Executors, err = db.executorStats(g, q.AccountID, q.To, where, args, done); err != nil {
 		return out, err
 	}
 	med := map[int64]pct{}
 	for chat, ds := range d.takeByChat {
 		med[chat] = percentiles(ds)
 	}
-	if out.Chats, err = db.chatStats(ctx, q.AccountID, where, args, med); err != nil {
+	if out.Chats, err = db.chatStats(g, q.AccountID, where, args, med); err != nil {
 		return out, err
 	}
 	return out, nil
 }
 
-func (db *DB) executorStats(ctx context.Context, accountID int64, to time.Time, where string, args []any, done map[int64]pct) ([]dispatch.ExecutorStats, error) {
-	g := db.gorm.WithContext(ctx)
+func (db *DB) executorStats(g *gorm.DB, accountID int64, to time.Time, where string, args []any, done map[int64]pct) ([]dispatch.ExecutorStats, error) {
 	var rows []struct {
 		TelegramID            int64
 		Name, Username        string
@@ -126,8 +143,7 @@ func (db *DB) executorStats(ctx context.Context, accountID int64, to time.Time, 
 	return out, nil
 }
 
-func (db *DB) chatStats(ctx context.Context, accountID int64, where string, args []any, med map[int64]pct) ([]dispatch.ChatStats, error) {
-	g := db.gorm.WithContext(ctx)
+func (db *DB) chatStats(g *gorm.DB, accountID int64, where string, args []any, med map[int64]pct) ([]dispatch.ChatStats, error) {
 	var rows []struct{ ChatID, Posted, Taken int64 }
 	err := g.Raw(`SELECT o.chat_id AS chat_id, COUNT(*) AS posted, COUNT(o.taken_at) AS taken
 		FROM orders o WHERE `+where+` GROUP BY o.chat_id ORDER BY posted DESC, o.chat_id`, args...).Scan(&rows).Error
@@ -171,9 +187,9 @@ type periodDurations struct {
 // orders; the ranks are then picked here. A window function picking them in
 // SQL sorted the period once per figure and took several times as long on
 // SQLite.
-func (db *DB) durations(ctx context.Context, where string, args []any, take string) (periodDurations, error) {
+func (db *DB) durations(g *gorm.DB, where string, args []any, take string) (periodDurations, error) {
 	out := periodDurations{takeByChat: map[int64][]int64{}, doneByExecutor: map[int64][]int64{}}
-	rows, err := db.gorm.WithContext(ctx).Raw(`SELECT o.chat_id, o.executor_id, `+take+`, `+db.secs("d.at")+` - `+db.secs("o.taken_at")+`
+	rows, err := g.Raw(`SELECT o.chat_id, o.executor_id, `+take+`, `+db.secs("d.at")+` - `+db.secs("o.taken_at")+`
 		FROM orders o LEFT JOIN order_events d ON d.order_id = o.id AND d.kind = 'done'
 		WHERE `+where+` AND o.taken_at IS NOT NULL`, args...).Rows()
 	if err != nil {
