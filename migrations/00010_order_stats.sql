@@ -15,8 +15,22 @@ UPDATE orders SET posted_at = created_at WHERE posted_at IS NULL AND message_id 
 CREATE INDEX orders_stats ON orders (account_id, posted_at);
 -- An executor's latest step (their last activity).
 CREATE INDEX order_events_actor ON order_events (account_id, telegram_id, at);
+-- The optional weekly digest: the chat it goes to (0: none), and one row per
+-- account and week, written with the job that sends it, so one is sent
+-- whichever replica's hourly check sees Monday morning first.
+ALTER TABLE account_settings ADD COLUMN digest_chat_id BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE stats_digests (
+    account_id  BIGINT NOT NULL,
+    week        TEXT NOT NULL,     -- the Monday it is sent, YYYY-MM-DD in the account's zone
+    chat_id     BIGINT NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    sent_at     TIMESTAMP NULL,
+    PRIMARY KEY (account_id, week)
+);
 
 -- +goose Down
+DROP TABLE stats_digests;
+ALTER TABLE account_settings DROP COLUMN digest_chat_id;
 DROP INDEX order_events_actor;
 DROP INDEX orders_stats;
 ALTER TABLE orders DROP COLUMN posted_at;

@@ -23,6 +23,7 @@ define(['jquery'], function ($) {
       s.order_field_ids = fields.length ? fields : null;
       s.show_budget = $host.find('.amodispatch-show-budget').is(':checked');
       s.contact_policy = String($host.find('.amodispatch-contact-policy').val() || '');
+      s.digest_chat_id = Number($host.find('.amodispatch-digest-chat').val()) || 0;
       s.rules = [];
       $host.find('.amodispatch-rule').each(function () {
         var $r = $(this);

@@ -158,6 +158,19 @@ define([], function () {
       return h + '</table></section>';
     }
 
+    // The weekly digest: a linked group gets last week's figures on Mondays.
+    function digest(st) {
+      var cur = (st.settings || {}).digest_chat_id || 0;
+      var opts = option(0, t('ui.advanced.digest_none'), !cur);
+      for (var i = 0; i < (st.chats || []).length; i++) {
+        var c = st.chats[i];
+        if (c.active || String(c.id) === String(cur)) { opts += option(c.id, c.title, String(c.id) === String(cur)); }
+      }
+      return '<section class="amodispatch-section amodispatch-digest-section"><h3 class="amodispatch-h">' + esc(t('ui.advanced.digest_title')) + '</h3>' +
+        '<p class="amodispatch-muted">' + esc(t('ui.advanced.digest_hint')) + '</p>' +
+        '<select class="amodispatch-select amodispatch-digest-chat">' + opts + '</select></section>';
+    }
+
     function language(st) {
       var cur = (st.settings || {}).language || '';
       return '<section class="amodispatch-section amodispatch-language-section"><h3 class="amodispatch-h">' + esc(t('ui.advanced.language_title')) + '</h3>' +
@@ -263,7 +276,7 @@ define([], function () {
         return '<p class="amodispatch-admin-only" role="note">' + esc(t('ui.advanced.admin_only')) + '</p>' + chats(st, false);
       },
       advanced: function (st) {
-        return chats(st, true) + rules(st) + contactPolicy(st) + fields(st) + executors(st) + language(st) +
+        return chats(st, true) + rules(st) + contactPolicy(st) + fields(st) + executors(st) + language(st) + digest(st) +
           '<div class="amodispatch-actions"><button type="button" class="amodispatch-button amodispatch-button--primary amodispatch-save">' +
           esc(t('ui.advanced.save')) + '</button> <span class="amodispatch-status" role="status"></span></div>';
       },

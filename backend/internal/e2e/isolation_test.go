@@ -279,6 +279,7 @@ func TestWidgetTenantIsolation(t *testing.T) {
 					ta.pipeline, ta.statusByIndex(1), tb.statusByIndex(2)), 400},
 				{"B's deal field", 0, "/api/widget/settings", fmt.Sprintf(`{"order_field_ids":[%d]}`, tb.acc.ID+10), 400},
 				{"B's amoCRM user", 0, "/api/widget/settings", fmt.Sprintf(`{"executor_users":{"%d":%d}}`, courier.ID, tb.amoUser), 400},
+				{"B's chat for the weekly digest", 0, "/api/widget/settings", fmt.Sprintf(`{"digest_chat_id":%d}`, tb.group.ID), 400},
 			},
 			// A's own code: its answer must hold nothing of B, B's code must stay.
 			"POST /api/widget/link-code/rotate": {{"A rotates its link code", 0, "/api/widget/link-code/rotate", "", 200}},

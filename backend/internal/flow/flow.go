@@ -71,6 +71,8 @@ type Options struct {
 	Location *time.Location
 	// Metrics receives the flow's measurements (nil: none are taken).
 	Metrics Metrics
+	// Now is the weekly digest's clock (default time.Now).
+	Now func() time.Time
 }
 
 // Metrics is what the flow reports to the operator's metrics.
@@ -227,6 +229,9 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(o.ReconcileInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "reconcile", RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+				func() (river.JobArgs, *river.InsertOpts) { return DigestsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "stats_digests", RunOnStart: true}),
 		}, f.chorePeriodicJobs(time.Now())...),
 	}
 	client, err := river.NewClient(driverFor(o.DB, f.pgPool), cfg)

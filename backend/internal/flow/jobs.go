@@ -234,6 +234,7 @@ func (w *choreWorker) Work(ctx context.Context, j *river.Job[ChoreArgs]) error {
 
 func (f *Flow) register(w *river.Workers) {
 	river.AddWorker(w, &choreWorker{f: f})
+	f.registerDigests(w)
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EventArgs]) error {
 		return f.workEvent(ctx, j.Args)
 	}))
