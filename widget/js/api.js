@@ -26,12 +26,12 @@ define(['jquery'], function ($) {
       return t('ui.errors.server', { error: err || xhr.status });
     }
 
-    function call(method, route, body) {
+    function call(method, route, body, dataType) {
       var d = $.Deferred();
       if (!configured) {
         return d.reject(t('ui.errors.not_configured'), 0).promise();
       }
-      var opts = { url: base + '/api/widget' + route, type: method, method: method, dataType: 'json', timeout: 15000 };
+      var opts = { url: base + '/api/widget' + route, type: method, method: method, dataType: dataType || 'json', timeout: 15000 };
       if (body !== undefined) {
         opts.contentType = 'application/json';
         opts.data = JSON.stringify(body);
@@ -48,7 +48,10 @@ define(['jquery'], function ($) {
       rotateLinkCode: function () { return call('POST', '/link-code/rotate'); },
       deal: function (id) { return call('GET', '/deals/' + encodeURIComponent(id)); },
       setDealChat: function (id, chatID) { return call('PUT', '/deals/' + encodeURIComponent(id) + '/chat', { chat_id: chatID }); },
-      dealAction: function (id, action) { return call('POST', '/deals/' + encodeURIComponent(id) + '/' + action); }
+      dealAction: function (id, action) { return call('POST', '/deals/' + encodeURIComponent(id) + '/' + action); },
+      // q: {period, from, to, pipeline_id}; the admin's figures and their CSV.
+      stats: function (q) { return call('GET', '/stats?' + $.param(q)); },
+      statsCSV: function (q) { return call('GET', '/stats.csv?' + $.param(q), undefined, 'text'); }
     };
   };
 });

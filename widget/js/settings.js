@@ -1,6 +1,8 @@
 // The settings modal (a pointer to the advanced page) and the advanced
 // settings page: linked chats, per-pipeline rules, order fields, executor
 // mapping and the language of posts. Save → PUT /api/widget/settings.
+// An admin's page has a second tab, the statistics (GET /api/widget/stats,
+// its CSV from /stats.csv).
 // Only account admins get the form; the backend refuses anyone else (403),
 // so a manager is told so instead of being shown a form that cannot save.
 define(['jquery'], function ($) {
@@ -21,6 +23,7 @@ define(['jquery'], function ($) {
       s.order_field_ids = fields.length ? fields : null;
       s.show_budget = $host.find('.amodispatch-show-budget').is(':checked');
       s.contact_policy = String($host.find('.amodispatch-contact-policy').val() || '');
+      s.digest_chat_id = Number($host.find('.amodispatch-digest-chat').val()) || 0;
       s.rules = [];
       $host.find('.amodispatch-rule').each(function () {
         var $r = $(this);
@@ -79,13 +82,64 @@ define(['jquery'], function ($) {
           $root.html('<p class="amodispatch-muted">' + tpl.esc(t('ui.common.loading')) + '</p>');
           api.state().then(function (st) {
             state = st;
-            $root.html(st.is_admin ? tpl.advanced(st) : tpl.managerOnly(st));
+            statsShown = false;
+            $root.html(st.is_admin ? tpl.tabs() + '<div class="amodispatch-pane" data-pane="settings">' + tpl.advanced(st) + '</div>' +
+              '<div class="amodispatch-pane" data-pane="stats" hidden>' + tpl.statsForm(st) + '</div>' : tpl.managerOnly(st));
             $root.attr('data-amodispatch-ready', '1');
           }, function (msg) {
             $root.html(tpl.failure(msg));
           });
         }
 
+        // Statistics: the query from the form; "custom" needs both dates.
+        var statsShown = false;
+        function statsQuery() {
+          var q = { period: String($root.find('.amodispatch-stats-period').val() || 'today') };
+          var pipe = Number($root.find('.amodispatch-stats-pipeline').val()) || 0;
+          if (pipe) { q.pipeline_id = pipe; }
+          if (q.period === 'custom') {
+            q.from = String($root.find('.amodispatch-stats-from').val() || '');
+            q.to = String($root.find('.amodispatch-stats-to').val() || '');
+          }
+          return q;
+        }
+        function statsStatus(text, isError) {
+          $root.find('.amodispatch-stats-status').toggleClass('amodispatch-status--error', !!isError).text(text);
+        }
+        function loadStats() {
+          var q = statsQuery();
+          if (q.period === 'custom' && (!q.from || !q.to)) { return; }
+          statsStatus(t('ui.common.loading'));
+          api.stats(q).then(function (v) {
+            statsStatus('');
+            $root.find('.amodispatch-stats-result').html(tpl.statsResult(v)).attr('data-amodispatch-ready', '1');
+          }, function (msg) { statsStatus(msg, true); });
+        }
+        $root.on('click' + NS, '.amodispatch-tab', function () {
+          var tab = $(this).attr('data-tab');
+          $root.find('.amodispatch-tab').removeClass('amodispatch-tab--active');
+          $(this).addClass('amodispatch-tab--active');
+          $root.find('.amodispatch-pane').each(function () { $(this).prop('hidden', $(this).attr('data-pane') !== tab); });
+          if (tab === 'stats' && !statsShown) { statsShown = true; loadStats(); }
+        });
+        $root.on('change' + NS, '.amodispatch-stats-period', function () {
+          $root.find('.amodispatch-stats-dates').prop('hidden', $(this).val() !== 'custom');
+          loadStats();
+        });
+        $root.on('change' + NS, '.amodispatch-stats-pipeline, .amodispatch-stats-from, .amodispatch-stats-to', loadStats);
+        $root.on('click' + NS, '.amodispatch-stats-refresh', loadStats);
+        $root.on('click' + NS, '.amodispatch-stats-csv', function () {
+          var q = statsQuery();
+          api.statsCSV(q).then(function (csv) {
+            // A download made here: the backend's answer needs the token
+            // header, which a plain link cannot carry.
+            var url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
+            var $a = $('<a>').attr({ href: url, download: 'amodispatch-stats-' + (q.from || q.period) + '.csv' }).appendTo('body');
+            $a[0].click();
+            $a.remove();
+            setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+          }, function (msg) { statsStatus(msg, true); });
+        });
         $root.on('click' + NS, '.amodispatch-retry', load);
         $root.on('click' + NS, '.amodispatch-save', function () {
           var $btn = $(this).prop('disabled', true);

@@ -159,6 +159,19 @@ define([], function () {
       return h + '</table></section>';
     }
 
+    // The weekly digest: a linked group gets last week's figures on Mondays.
+    function digest(st) {
+      var cur = (st.settings || {}).digest_chat_id || 0;
+      var opts = option(0, t('ui.advanced.digest_none'), !cur);
+      for (var i = 0; i < (st.chats || []).length; i++) {
+        var c = st.chats[i];
+        if (c.active || String(c.id) === String(cur)) { opts += option(c.id, c.title, String(c.id) === String(cur)); }
+      }
+      return '<section class="amodispatch-section amodispatch-digest-section"><h3 class="amodispatch-h">' + esc(t('ui.advanced.digest_title')) + '</h3>' +
+        '<p class="amodispatch-muted">' + esc(t('ui.advanced.digest_hint')) + '</p>' +
+        '<select class="amodispatch-select amodispatch-digest-chat">' + opts + '</select></section>';
+    }
+
     function language(st) {
       var cur = (st.settings || {}).language || '';
       return '<section class="amodispatch-section amodispatch-language-section"><h3 class="amodispatch-h">' + esc(t('ui.advanced.language_title')) + '</h3>' +
@@ -168,8 +181,89 @@ define([], function () {
         option('en', t('ui.advanced.language_en'), cur === 'en') + '</select></section>';
     }
 
+    // Statistics (admins): a period, an optional pipeline, the figures.
+    function duration(sec) {
+      if (sec == null) { return '—'; }
+      if (sec < 60) { return t('ui.stats.seconds', { n: sec }); }
+      if (sec < 3600) { return t('ui.stats.minutes', { m: Math.floor(sec / 60), s: sec % 60 }); }
+      return t('ui.stats.hours', { h: Math.floor(sec / 3600), m: Math.floor((sec % 3600) / 60) });
+    }
+    function share(n, of) {
+      return of ? Math.round(100 * n / of) + '%' : '—';
+    }
+    // A moment in the account's zone as the backend wrote it: "2026-03-02 13:46".
+    function moment(rfc) {
+      return rfc ? String(rfc).slice(0, 16).replace('T', ' ') : '—';
+    }
+    function figure(cls, label, value) {
+      return '<div class="amodispatch-figure amodispatch-figure--' + cls + '"><div class="amodispatch-figure-value">' + esc(value) +
+        '</div><div class="amodispatch-muted">' + esc(label) + '</div></div>';
+    }
+    function statsForm(st) {
+      var periods = option('today', t('ui.stats.today'), true) + option('7d', t('ui.stats.days7'), false) +
+        option('30d', t('ui.stats.days30'), false) + option('custom', t('ui.stats.custom'), false);
+      var pipes = option(0, t('ui.stats.all_pipelines'), true);
+      for (var i = 0; i < (st.pipelines || []).length; i++) { pipes += option(st.pipelines[i].id, st.pipelines[i].name, false); }
+      return '<section class="amodispatch-section amodispatch-stats-form"><h3 class="amodispatch-h">' + esc(t('ui.stats.title')) + '</h3>' +
+        '<label class="amodispatch-label">' + esc(t('ui.stats.period')) + ' <select class="amodispatch-select amodispatch-stats-period">' + periods + '</select></label> ' +
+        '<span class="amodispatch-stats-dates" hidden><input type="date" class="amodispatch-stats-from"> — <input type="date" class="amodispatch-stats-to"></span> ' +
+        '<label class="amodispatch-label">' + esc(t('ui.stats.pipeline')) + ' <select class="amodispatch-select amodispatch-stats-pipeline">' + pipes + '</select></label> ' +
+        '<button type="button" class="amodispatch-button amodispatch-stats-refresh">' + esc(t('ui.stats.show')) + '</button> ' +
+        '<button type="button" class="amodispatch-button amodispatch-stats-csv">' + esc(t('ui.stats.csv')) + '</button> ' +
+        '<span class="amodispatch-stats-status" role="status"></span>' +
+        '<p class="amodispatch-muted">' + esc(t('ui.stats.hint')) + '</p></section>' +
+        '<div class="amodispatch-stats-result"></div>';
+    }
+    function statsResult(v) {
+      var x = v.totals;
+      var h = '<section class="amodispatch-section amodispatch-stats-totals"><p class="amodispatch-muted amodispatch-stats-range">' +
+        esc(t(v.first_day === v.last_day ? 'ui.stats.range_day' : 'ui.stats.range', { from: v.first_day, to: v.last_day, zone: v.zone })) + '</p><div class="amodispatch-figures">' +
+        figure('posted', t('ui.stats.posted'), x.posted) + figure('taken', t('ui.stats.taken'), x.taken) +
+        figure('done', t('ui.stats.done'), x.done) + figure('released', t('ui.stats.released'), x.released) +
+        figure('withdrawn', t('ui.stats.withdrawn'), x.withdrawn) + figure('never-taken', t('ui.stats.never_taken'), x.never_taken) +
+        figure('median', t('ui.stats.take_median'), duration(x.take_median_s)) + figure('p90', t('ui.stats.take_p90'), duration(x.take_p90_s)) +
+        figure('within5', t('ui.stats.within_5m'), share(x.taken_within_5m, x.posted)) +
+        figure('within15', t('ui.stats.within_15m'), share(x.taken_within_15m, x.posted)) +
+        figure('within60', t('ui.stats.within_60m'), share(x.taken_within_60m, x.posted)) + '</div></section>';
+      h += '<section class="amodispatch-section amodispatch-stats-executors"><h3 class="amodispatch-h">' + esc(t('ui.stats.executors')) + '</h3>';
+      if (!v.executors.length) {
+        h += '<p class="amodispatch-muted">' + esc(t('ui.stats.none')) + '</p>';
+      } else {
+        h += '<table class="amodispatch-table"><tr><th>' + esc(t('ui.stats.executor')) + '</th><th>' + esc(t('ui.stats.taken')) + '</th><th>' +
+          esc(t('ui.stats.done')) + '</th><th>' + esc(t('ui.stats.released')) + '</th><th>' + esc(t('ui.stats.done_median')) + '</th><th>' +
+          esc(t('ui.stats.last_activity')) + '</th></tr>';
+        for (var i = 0; i < v.executors.length; i++) {
+          var e = v.executors[i];
+          h += '<tr class="amodispatch-stats-executor" data-telegram-id="' + esc(e.telegram_id) + '"><td>' + esc(e.name || ('ID ' + e.telegram_id)) +
+            (e.username ? ' <span class="amodispatch-muted">@' + esc(e.username) + '</span>' : '') + '</td><td>' + esc(e.taken) + '</td><td>' +
+            esc(e.done) + '</td><td>' + esc(e.released) + '</td><td>' + esc(duration(e.done_median_s)) + '</td><td>' + esc(moment(e.last_activity)) + '</td></tr>';
+        }
+        h += '</table>';
+      }
+      h += '</section><section class="amodispatch-section amodispatch-stats-chats"><h3 class="amodispatch-h">' + esc(t('ui.stats.chats')) + '</h3>';
+      if (!v.chats.length) {
+        return h + '<p class="amodispatch-muted">' + esc(t('ui.stats.none')) + '</p></section>';
+      }
+      h += '<table class="amodispatch-table"><tr><th>' + esc(t('ui.stats.chat')) + '</th><th>' + esc(t('ui.stats.posted')) + '</th><th>' +
+        esc(t('ui.stats.taken')) + '</th><th>' + esc(t('ui.stats.take_median')) + '</th></tr>';
+      for (var j = 0; j < v.chats.length; j++) {
+        var c = v.chats[j];
+        h += '<tr class="amodispatch-stats-chat" data-chat-id="' + esc(c.chat_id) + '"><td>' + esc(c.title || ('ID ' + c.chat_id)) + '</td><td>' +
+          esc(c.posted) + '</td><td>' + esc(c.taken) + '</td><td>' + esc(duration(c.take_median_s)) + '</td></tr>';
+      }
+      return h + '</table></section>';
+    }
+
     return {
       esc: esc,
+      statsForm: statsForm,
+      statsResult: statsResult,
+      // The admin's page: settings, or statistics.
+      tabs: function () {
+        return '<div class="amodispatch-tabs" role="tablist">' +
+          '<button type="button" role="tab" class="amodispatch-tab amodispatch-tab--active" data-tab="settings">' + esc(t('ui.stats.tab_settings')) + '</button>' +
+          '<button type="button" role="tab" class="amodispatch-tab" data-tab="stats">' + esc(t('ui.stats.tab_stats')) + '</button></div>';
+      },
       loading: function () {
         return '<div class="amodispatch-root amodispatch-advanced"><p class="amodispatch-muted">' + esc(t('ui.common.loading')) + '</p></div>';
       },
@@ -183,7 +277,7 @@ define([], function () {
         return '<p class="amodispatch-admin-only" role="note">' + esc(t('ui.advanced.admin_only')) + '</p>' + chats(st, false);
       },
       advanced: function (st) {
-        return chats(st, true) + rules(st) + contactPolicy(st) + fields(st) + executors(st) + language(st) +
+        return chats(st, true) + rules(st) + contactPolicy(st) + fields(st) + executors(st) + language(st) + digest(st) +
           '<div class="amodispatch-actions"><button type="button" class="amodispatch-button amodispatch-button--primary amodispatch-save">' +
           esc(t('ui.advanced.save')) + '</button> <span class="amodispatch-status" role="status"></span></div>';
       },

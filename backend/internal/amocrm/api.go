@@ -189,6 +189,20 @@ func (a *API) GetAccount(ctx context.Context) (Account, error) {
 	return acc, err
 }
 
+// Timezone returns the account's time zone, an IANA name such as
+// "Europe/Moscow" (GET /api/v4/account?with=datetime_settings).
+func (a *API) Timezone(ctx context.Context) (string, error) {
+	var acc struct {
+		Embedded struct {
+			DatetimeSettings struct {
+				Timezone string `json:"timezone"`
+			} `json:"datetime_settings"`
+		} `json:"_embedded"`
+	}
+	err := a.getOne(ctx, "/api/v4/account", url.Values{"with": {"datetime_settings"}}, &acc)
+	return acc.Embedded.DatetimeSettings.Timezone, err
+}
+
 // ListPipelines returns all lead pipelines with their statuses (not paginated by amoCRM).
 func (a *API) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 	return embeddedList[Pipeline](ctx, a, "/api/v4/leads/pipelines", nil, "pipelines")

@@ -26,6 +26,7 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/config"
 	"github.com/amodispatch/amodispatch/backend/internal/flow"
 	"github.com/amodispatch/amodispatch/backend/internal/httpapi"
+	"github.com/amodispatch/amodispatch/backend/internal/metrics"
 	"github.com/amodispatch/amodispatch/backend/internal/sandbox"
 	"github.com/amodispatch/amodispatch/backend/internal/secret"
 	"github.com/amodispatch/amodispatch/backend/internal/service"
@@ -224,8 +225,12 @@ type App struct {
 	client  *telegram.Client // nil: Telegram not configured
 	updates *tgbot.Handler   // nil with client
 	flow    *flow.Flow
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	metrics *metrics.Metrics
+	// metricsSrv serves /metrics on METRICS_ADDR (nil without it).
+	metricsSrv *http.Server
+	metricsLn  net.Listener
+	cancel     context.CancelFunc
+	workers    sync.WaitGroup
 }
 
 // Start migrates the database, starts the HTTP server and the background
@@ -255,12 +260,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 		return nil, err
 	}
 	keys, _ := encryptionKeys(cfg, log)
-	a := &App{cfg: cfg, log: log, db: db}
+	a := &App{cfg: cfg, log: log, db: db, metrics: metrics.New()}
+	a.metrics.WatchDatabase(db)
 
 	var amo *amocrm.Client
 	if cfg.AmoConfigured() {
 		opts := amocrm.Options{BaseURL: cfg.AmoAPIURL, ClientID: cfg.AmoClientID, ClientSecret: cfg.AmoClientSecret,
-			RedirectURI: cfg.AmoRedirectURI, Logger: log, HTTPClient: &http.Client{Timeout: cfg.APITimeout},
+			RedirectURI: cfg.AmoRedirectURI, Logger: log,
+			HTTPClient: &http.Client{Timeout: cfg.APITimeout, Transport: a.metrics.Transport("amocrm", nil)},
 			// One quick repeat absorbs a blip; longer trouble is the jobs'
 			// to wait out with their back-off, not multiplied inside each try.
 			MaxAttempts: 2}
@@ -273,7 +280,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 	}
 	if cfg.TelegramConfigured() {
 		a.client, err = telegram.New(telegram.Options{Token: cfg.TelegramBotToken, APIURL: cfg.TelegramAPIURL, Logger: log,
-			CallTimeout: cfg.APITimeout, Ledger: paceLedger{db.TelegramPace()}})
+			CallTimeout: cfg.APITimeout, Ledger: paceLedger{db.TelegramPace()},
+			// The library's own bound on a call (polls included) stays; only the
+			// counting transport is added.
+			HTTPClient: &http.Client{Timeout: 60 * time.Second, Transport: a.metrics.Transport("telegram", nil)}})
 		if err != nil {
 			db.Close()
 			return nil, err
@@ -288,7 +298,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 	if cfg.UsesPostgres() {
 		pgURL = cfg.DatabaseURL
 	}
-	fo := flow.Options{DB: db, CRM: a.svc, Log: log, Now: o.now, PostgresURL: pgURL, Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval,
+	fo := flow.Options{DB: db, CRM: a.svc, Log: log, Now: o.now, Metrics: a.metrics, PostgresURL: pgURL, Workers: cfg.JobWorkers, ReconcileInterval: cfg.ReconcileInterval,
 		Chores: []flow.Chore{
 			{Name: "refresh_tokens", Interval: 10 * time.Minute, Run: a.svc.RefreshDue},
 			{Name: "retry_setups", Interval: 5 * time.Minute, Run: a.svc.RetrySetups},
@@ -301,8 +311,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 		return nil, err
 	}
 
-	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log,
+	deps := httpapi.Deps{Ready: a.ready, AmoClientID: cfg.AmoClientID, Log: log, Metrics: a.metrics,
 		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://")}
+	if cfg.MetricsAddr == "" && cfg.MetricsToken != "" {
+		deps.MetricsHandler = a.metrics.Handler(cfg.MetricsToken)
+	}
 	if amo != nil {
 		deps.Installer, deps.Intake = a.svc, a.flow
 		var links service.BotLinks
@@ -313,7 +326,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 			Audience: amocrm.AudienceOf(cfg.AmoRedirectURI), Leeway: time.Minute}, a.flow, links, cfg.WidgetAdminTTL)
 	}
 	if a.client != nil {
-		a.updates = tgbot.New(tgbot.Options{Client: a.client, Inbox: inbox{db}, Chats: a.svc, Orders: a.flow, Owner: a.svc.Owner(), Logger: log})
+		a.updates = tgbot.New(tgbot.Options{Client: a.client, Inbox: inbox{db}, Chats: a.svc, Orders: a.flow, Owner: a.svc.Owner(), Logger: log,
+			Metrics: a.metrics})
 		deps.Updates, deps.Bot = a.updates, a.client
 		if cfg.TelegramMode == config.ModeWebhook {
 			deps.TelegramSecrets = telegramSecrets(cfg, keys)
@@ -332,6 +346,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Opt
 		}
 	}()
 	log.Info("listening", "addr", a.ln.Addr().String())
+	if cfg.MetricsAddr != "" {
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			_ = a.http.Shutdown()
+			db.Close()
+			return nil, fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics.Handler(cfg.MetricsToken))
+		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := a.metricsSrv.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		log.Info("metrics listening", "addr", a.metricsLn.Addr().String())
+	}
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -409,6 +439,14 @@ func (a *App) ready(ctx context.Context) error {
 // Addr is the address the HTTP server listens on.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
+// MetricsAddr is the address /metrics listens on ("" without METRICS_ADDR).
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
 // Service exposes the use cases (tests drive some directly).
 func (a *App) Service() *service.Service { return a.svc }
 
@@ -422,6 +460,9 @@ func (a *App) Store() *store.DB { return a.db }
 // database last.
 func (a *App) Shutdown(ctx context.Context) error {
 	err := a.http.ShutdownWithContext(ctx)
+	if a.metricsSrv != nil {
+		err = errors.Join(err, a.metricsSrv.Shutdown(ctx))
+	}
 	err = errors.Join(err, a.flow.Stop(ctx))
 	a.cancel()
 	done := make(chan struct{})

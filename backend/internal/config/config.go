@@ -56,6 +56,13 @@ type Config struct {
 	// attempt may already have done.
 	APITimeout time.Duration `env:"API_TIMEOUT" envDefault:"15s"`
 
+	// MetricsAddr is a listen address of its own for /metrics, kept off the
+	// public one (e.g. 127.0.0.1:9090 or an internal interface).
+	MetricsAddr string `env:"METRICS_ADDR"`
+	// MetricsToken, when set, is the bearer token a scrape must carry; set
+	// without METRICS_ADDR it serves /metrics on LISTEN_ADDR behind it.
+	MetricsToken string `env:"METRICS_TOKEN"`
+
 	// WidgetAdminTTL: how long a widget user's admin status, read from
 	// amoCRM, is trusted (0: service.DefaultAdminTTL). Not read from the
 	// environment; tests shorten it to see a demotion take effect.
@@ -82,7 +89,7 @@ var webhookSecretRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
 var Variables = []string{"DATABASE_URL", "DATA_DIR", "LISTEN_ADDR", "PUBLIC_URL", "LOG_LEVEL", "LOG_FORMAT",
 	"AMOCRM_CLIENT_ID", "AMOCRM_CLIENT_SECRET", "AMOCRM_REDIRECT_URI", "AMOCRM_API_URL",
 	"TELEGRAM_BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_MODE", "TELEGRAM_WEBHOOK_SECRET", "ENCRYPTION_KEY",
-	"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT", "WEBHOOK_QUOTA"}
+	"RECONCILE_INTERVAL", "JOB_WORKERS", "API_TIMEOUT", "WEBHOOK_QUOTA", "METRICS_ADDR", "METRICS_TOKEN"}
 
 // Load parses and validates the environment given by getenv.
 func Load(getenv func(string) string) (Config, error) {
@@ -161,6 +168,12 @@ func (c *Config) validate() error {
 	if c.APITimeout < time.Second || c.APITimeout > 2*time.Minute {
 		return &Error{"API_TIMEOUT", "must be a duration between 1s and 2m, e.g. 15s"}
 	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.ListenAddr {
+		return &Error{"METRICS_ADDR", "must differ from LISTEN_ADDR (the metrics stay off the public address; use METRICS_TOKEN to serve them there)"}
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return &Error{"METRICS_TOKEN", "must be at least 16 characters (openssl rand -hex 16)"}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -213,9 +226,9 @@ func (c Config) String() string {
 	if c.UsesPostgres() {
 		db = maskURL(c.DatabaseURL)
 	}
-	return fmt.Sprintf("database=%s listen=%s public_url=%s amocrm_client_id=%s amocrm_client_secret=%s amocrm_redirect_uri=%s amocrm_api_url=%s telegram_token=%s telegram_api_url=%s telegram_mode=%s encryption_keys=%d",
+	return fmt.Sprintf("database=%s listen=%s public_url=%s amocrm_client_id=%s amocrm_client_secret=%s amocrm_redirect_uri=%s amocrm_api_url=%s telegram_token=%s telegram_api_url=%s telegram_mode=%s encryption_keys=%d metrics_addr=%s metrics_token=%s",
 		db, c.ListenAddr, c.PublicURL, c.AmoClientID, mask(c.AmoClientSecret), c.AmoRedirectURI, c.AmoAPIURL,
-		mask(c.TelegramBotToken), c.TelegramAPIURL, c.TelegramMode, len(c.EncryptionKeys))
+		mask(c.TelegramBotToken), c.TelegramAPIURL, c.TelegramMode, len(c.EncryptionKeys), c.MetricsAddr, mask(c.MetricsToken))
 }
 
 func mask(s string) string {

@@ -70,18 +70,40 @@ func TestStringMasksSecrets(t *testing.T) {
 		"DATABASE_URL": "postgres://user:pgsecret@db:5432/x", "ENCRYPTION_KEY": key,
 		"AMOCRM_CLIENT_ID": "client", "AMOCRM_CLIENT_SECRET": "amosecret",
 		"TELEGRAM_BOT_TOKEN": "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"METRICS_TOKEN":      "metricssecret-0123456789",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := c.String()
-	for _, secret := range []string{"pgsecret", "amosecret", "AAAAAAAAAAAAAAAA", key} {
+	for _, secret := range []string{"pgsecret", "amosecret", "AAAAAAAAAAAAAAAA", key, "metricssecret"} {
 		if strings.Contains(s, secret) {
 			t.Errorf("String() leaks %q: %s", secret, s)
 		}
 	}
 	if len(c.EncryptionKeys) != 1 || !c.UsesPostgres() {
 		t.Fatalf("parsed config: %+v", c)
+	}
+}
+
+// The metrics stay off the public address: not on LISTEN_ADDR itself, and a
+// token short enough to guess is refused.
+func TestMetricsConfig(t *testing.T) {
+	for _, c := range []struct {
+		env     map[string]string
+		problem string
+	}{
+		{map[string]string{"METRICS_ADDR": ":8080"}, "METRICS_ADDR"},
+		{map[string]string{"METRICS_ADDR": "127.0.0.1:9090", "LISTEN_ADDR": "127.0.0.1:9090"}, "METRICS_ADDR"},
+		{map[string]string{"METRICS_TOKEN": "short"}, "METRICS_TOKEN"},
+		{map[string]string{"METRICS_ADDR": "127.0.0.1:9090"}, ""},
+		{map[string]string{"METRICS_TOKEN": "0123456789abcdef"}, ""},
+	} {
+		_, err := Load(getenv(c.env))
+		var ce *Error
+		if c.problem == "" && err != nil || c.problem != "" && (!errors.As(err, &ce) || ce.Var != c.problem) {
+			t.Errorf("%v: %v, want a problem with %q", c.env, err, c.problem)
+		}
 	}
 }
 

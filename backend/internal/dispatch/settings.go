@@ -25,6 +25,9 @@ type Settings struct {
 	ExecutorUsers map[int64]int64
 	// ContactPolicy says who may get the client's contact.
 	ContactPolicy ContactPolicy
+	// DigestChatID is the chat that gets the weekly statistics digest on
+	// Monday mornings (0: none).
+	DigestChatID int64
 }
 
 // ContactPolicy says who may receive a client's contact.
@@ -173,7 +176,10 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 		return Settings{}, Invalid("contact policy must be \"\" or \"executor\"")
 	}
 	out := Settings{AccountID: s.AccountID, Language: s.Language, ShowBudget: s.ShowBudget, ExecutorUsers: map[int64]int64{},
-		ContactPolicy: s.ContactPolicy}
+		ContactPolicy: s.ContactPolicy, DigestChatID: s.DigestChatID}
+	if s.DigestChatID != 0 && !slices.ContainsFunc(c.Chats, func(ch Chat) bool { return ch.ID == s.DigestChatID && ch.ActiveFor(s.AccountID) }) {
+		return Settings{}, Invalid("chat %d is not an active chat of this account", s.DigestChatID)
+	}
 	seen := map[int64]bool{}
 	for _, r := range s.Rules {
 		i := slices.IndexFunc(c.Pipelines, func(p Pipeline) bool { return p.ID == r.PipelineID })

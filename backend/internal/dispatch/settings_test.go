@@ -42,6 +42,8 @@ func TestValidateRefusals(t *testing.T) {
 		{"inactive chat", Settings{Rules: []Rule{{PipelineID: 10, DefaultChatID: -200}}}, "chat -200 is not an active chat"},
 		{"another account's chat", Settings{Rules: []Rule{{PipelineID: 10, DefaultChatID: -300}}}, "chat -300 is not an active chat"},
 		{"unknown chat", Settings{Rules: []Rule{{PipelineID: 10, DefaultChatID: -400}}}, "chat -400 is not an active chat"},
+		{"inactive digest chat", Settings{DigestChatID: -200}, "chat -200 is not an active chat"},
+		{"another account's digest chat", Settings{DigestChatID: -300}, "chat -300 is not an active chat"},
 		{"unknown field", Settings{OrderFieldIDs: []int64{501, 599}}, "deal field 599 does not exist"},
 		{"bad Telegram id", Settings{ExecutorUsers: map[int64]int64{-5: 900}}, `"-5" is not a Telegram user id`},
 		{"unknown user", Settings{ExecutorUsers: map[int64]int64{5: 999}}, "user 999 does not exist"},
@@ -65,7 +67,7 @@ func TestValidateRefusals(t *testing.T) {
 func TestValidateNormalises(t *testing.T) {
 	in := Settings{AccountID: 1, Language: "en", ShowBudget: true, OrderFieldIDs: []int64{502},
 		Rules:         []Rule{{PipelineID: 10, TriggerStageIDs: []int64{103, 101, 103}, FoundStageID: 102, DefaultChatID: -100}, {PipelineID: 20}},
-		ExecutorUsers: map[int64]int64{5: 900, 6: 0}}
+		ExecutorUsers: map[int64]int64{5: 900, 6: 0}, DigestChatID: -100}
 	got, err := in.Validate(catalog())
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +78,8 @@ func TestValidateNormalises(t *testing.T) {
 	if !maps.Equal(got.ExecutorUsers, map[int64]int64{5: 900}) {
 		t.Errorf("executor users %v: a mapping to user 0 removes it", got.ExecutorUsers)
 	}
-	if got.AccountID != 1 || got.Language != "en" || !got.ShowBudget || !slices.Equal(got.OrderFieldIDs, []int64{502}) || len(got.Rules) != 2 {
+	if got.AccountID != 1 || got.Language != "en" || !got.ShowBudget || !slices.Equal(got.OrderFieldIDs, []int64{502}) || len(got.Rules) != 2 ||
+		got.DigestChatID != -100 {
 		t.Errorf("settings changed on the way: %+v", got)
 	}
 	nilFields, err := Settings{AccountID: 1}.Validate(Catalog{})

@@ -199,6 +199,28 @@ func TestWidgetTenantIsolation(t *testing.T) {
 				aOwn[v] = true
 			}
 		}
+		// The statistics' field names are A's too (its own answer's keys,
+		// not its values): B's deal card says "taken" as a value.
+		_, ownStats := widgetRaw(t, b, "GET", "/api/widget/stats?period=30d", tokA, "")
+		var statsDoc map[string]any
+		_ = json.Unmarshal(ownStats, &statsDoc)
+		var keys func(any)
+		keys = func(v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				for k, x := range v {
+					aOwn[k] = true
+					keys(x)
+				}
+			case []any:
+				for _, x := range v {
+					keys(x)
+				}
+			}
+		}
+		keys(statsDoc)
+		keys(map[string]any{"executors": []any{map[string]any{"telegram_id": 0, "name": "", "username": "", "taken": 0, "done": 0,
+			"released": 0, "done_median_s": 0, "last_activity": ""}}})
 		bOnly := map[string]bool{}
 		for _, raw := range view(tokB, bLeads...) {
 			for _, v := range jsonLeaves(raw) {
@@ -257,6 +279,7 @@ func TestWidgetTenantIsolation(t *testing.T) {
 					ta.pipeline, ta.statusByIndex(1), tb.statusByIndex(2)), 400},
 				{"B's deal field", 0, "/api/widget/settings", fmt.Sprintf(`{"order_field_ids":[%d]}`, tb.acc.ID+10), 400},
 				{"B's amoCRM user", 0, "/api/widget/settings", fmt.Sprintf(`{"executor_users":{"%d":%d}}`, courier.ID, tb.amoUser), 400},
+				{"B's chat for the weekly digest", 0, "/api/widget/settings", fmt.Sprintf(`{"digest_chat_id":%d}`, tb.group.ID), 400},
 			},
 			// A's own code: its answer must hold nothing of B, B's code must stay.
 			"POST /api/widget/link-code/rotate": {{"A rotates its link code", 0, "/api/widget/link-code/rotate", "", 200}},
@@ -275,6 +298,12 @@ func TestWidgetTenantIsolation(t *testing.T) {
 			"POST /api/widget/deals/:lead/withdraw": perLead("withdraw B's deal", "/withdraw", "", 200),
 			"POST /api/widget/deals/:lead/repost":   perLead("repost B's deal", "/repost", "", 404),
 			"POST /api/widget/deals/:lead/unassign": perLead("unassign B's deal", "/unassign", "", 404),
+		}
+		// A's statistics, also asked for B's pipeline: B's orders never count.
+		for _, path := range []string{"/api/widget/stats", "/api/widget/stats.csv"} {
+			ps := []probe{{"A's statistics", 0, path + "?period=30d", "", 200},
+				{"A's statistics of B's pipeline", 0, fmt.Sprintf("%s?period=30d&pipeline_id=%d", path, tb.pipeline), "", 200}}
+			table["GET "+path], table["HEAD "+path] = ps, ps
 		}
 		routes := routeKeys(b, "/api/widget")
 		// Preflights are answered by widgetCORS before routing and carry no token.

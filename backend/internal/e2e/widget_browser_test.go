@@ -123,6 +123,7 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		br.selectValue(t, rule+` .amodispatch-status-stage[data-status="on_way"]`, tn.statusByIndex(2))
 		br.click(t, rule+` .amodispatch-status-button[value="started"]`)
 		br.selectValue(t, ".amodispatch-contact-policy", "executor")
+		br.selectValue(t, ".amodispatch-digest-chat", second.ID) // the weekly digest
 		br.click(t, ".amodispatch-save")
 		br.waitText(t, root+" .amodispatch-status", "Настройки сохранены")
 
@@ -141,6 +142,9 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		}
 		if s.ExecutorUsers[courier.ID] != tn.amoUser {
 			t.Fatalf("executor map %v", s.ExecutorUsers)
+		}
+		if s.DigestChatID != second.ID {
+			t.Fatalf("digest chat %d, want %d", s.DigestChatID, second.ID)
 		}
 		if r := s.Rules[0]; r.StatusStages[dispatch.OrderOnWay] != tn.statusByIndex(2) || len(r.StatusStages) != 1 ||
 			fmt.Sprint(r.StatusButtons) != "[on_way done released]" || s.ContactPolicy != dispatch.ContactExecutorOnly {

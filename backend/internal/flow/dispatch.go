@@ -221,7 +221,7 @@ func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch
 			return err
 		}
 		f.log.Info("order created", "account_id", a.ID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", reason)
-		return f.enqueue(ctx, tx, PostOrderArgs{AccountID: o.AccountID, OrderID: o.ID})
+		return f.enqueue(ctx, tx, PostOrderArgs{AccountID: o.AccountID, OrderID: o.ID, WebhookAt: webhookAt(ctx)})
 	})
 }
 

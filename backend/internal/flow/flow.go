@@ -72,6 +72,59 @@ type Options struct {
 	// Now is the flow's clock (default time.Now). A test that sets it moves
 	// River's clock too, so jobs scheduled for later run when it says so.
 	Now func() time.Time
+	// Metrics receives the flow's measurements (nil: none are taken).
+	Metrics Metrics
+}
+
+// Metrics is what the flow reports to the operator's metrics.
+type Metrics interface {
+	Job(kind, outcome string)
+	Posted(sinceWebhook time.Duration)
+	Caught(what string, n int)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Job(string, string)   {}
+func (noMetrics) Posted(time.Duration) {}
+func (noMetrics) Caught(string, int)   {}
+
+// jobMetrics counts every job worked, by kind and outcome.
+type jobMetrics struct {
+	river.MiddlewareDefaults
+	m Metrics
+}
+
+func (j *jobMetrics) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	if job.Kind == (EventArgs{}).Kind() {
+		// The webhook's delivery was stored as this job: its post, if the
+		// deal gets one, measures from here.
+		ctx = context.WithValue(ctx, webhookAtKey{}, job.CreatedAt)
+	}
+	err := doInner(ctx)
+	var (
+		cancel *rivertype.JobCancelError
+		snooze *rivertype.JobSnoozeError
+	)
+	outcome := "ok"
+	switch {
+	case errors.As(err, &cancel):
+		outcome = "cancelled"
+	case errors.As(err, &snooze):
+		outcome = "snoozed"
+	case err != nil:
+		outcome = "error"
+	}
+	j.m.Job(job.Kind, outcome)
+	return err
+}
+
+type webhookAtKey struct{}
+
+// webhookAt is when the webhook being worked was accepted (zero outside one).
+func webhookAt(ctx context.Context) time.Time {
+	t, _ := ctx.Value(webhookAtKey{}).(time.Time)
+	return t
 }
 
 // Flow runs the dispatch flow's jobs.
@@ -137,6 +190,9 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 	if o.Workers == 0 {
 		o.Workers = 20
 	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
 	if o.ReconcileInterval == 0 {
 		o.ReconcileInterval = time.Minute
 	}
@@ -167,7 +223,7 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 	cfg := &river.Config{
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: o.Workers}},
 		Workers:      workers,
-		Middleware:   []rivertype.Middleware{newFairShare(o.Workers)},
+		Middleware:   []rivertype.Middleware{&jobMetrics{m: o.Metrics}, newFairShare(o.Workers)},
 		Logger:       o.Log.With("component", "river"),
 		ErrorHandler: errorLogger{log: o.Log},
 		JobTimeout:   time.Minute,
@@ -193,6 +249,9 @@ func New(ctx context.Context, o Options) (*Flow, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(o.ReconcileInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "reconcile", RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+				func() (river.JobArgs, *river.InsertOpts) { return DigestsArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "stats_digests", RunOnStart: true}),
 		}, f.chorePeriodicJobs(o.Now())...),
 	}
 	if stubbed {

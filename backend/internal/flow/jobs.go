@@ -49,6 +49,10 @@ func (DispatchLeadsArgs) Kind() string { return "dispatch_leads" }
 type PostOrderArgs struct {
 	AccountID int64  `json:"account_id"`
 	OrderID   string `json:"order_id"`
+	// WebhookAt is when the webhook that created the order was accepted
+	// (unset for orders the reconciler or the deal card created), for the
+	// webhook-to-post latency.
+	WebhookAt time.Time `json:"webhook_at,omitzero"`
 }
 
 func (PostOrderArgs) Kind() string { return "post_order" }
@@ -247,6 +251,7 @@ func (w *choreWorker) Work(ctx context.Context, j *river.Job[ChoreArgs]) error {
 
 func (f *Flow) register(w *river.Workers) {
 	river.AddWorker(w, &choreWorker{f: f})
+	f.registerDigests(w)
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EventArgs]) error {
 		return f.workEvent(ctx, j.Args)
 	}))
@@ -257,7 +262,7 @@ func (f *Flow) register(w *river.Workers) {
 		return outcome(f.dispatchLeads(ctx, j.Args.AccountID, j.Args.Leads))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[PostOrderArgs]) error {
-		return outcome(f.postOrder(ctx, j.Args.OrderID))
+		return outcome(f.postOrder(context.WithValue(ctx, webhookAtKey{}, j.Args.WebhookAt), j.Args.OrderID))
 	}))
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[WithdrawPostArgs]) error {
 		return outcome(f.withdrawPost(ctx, j.Args.OrderID))

@@ -125,6 +125,9 @@ func (f *Flow) postOrder(ctx context.Context, orderID string) error {
 	if _, _, err := f.db.AddEvent(ctx, dispatch.Event{AccountID: o.AccountID, OrderID: o.ID, Kind: dispatch.EventPosted}); err != nil {
 		return err
 	}
+	if at := webhookAt(ctx); !at.IsZero() {
+		f.o.Metrics.Posted(time.Since(at))
+	}
 	f.log.Info("order posted", "account_id", o.AccountID, "order_id", o.ID, "chat_id", o.ChatID, "message_id", msgID)
 	return nil
 }

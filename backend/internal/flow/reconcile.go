@@ -98,6 +98,7 @@ func (f *Flow) reconcileAccount(ctx context.Context, args ReconcileAccountArgs) 
 			return err
 		}
 		f.log.Info("reconciler found a deal without an order", "account_id", accountID, "lead_id", l.ID)
+		f.o.Metrics.Caught("lost_deal", 1)
 		// Dispatched from the list just read: no second read per deal.
 		unlock := f.lockLead(l.ID)
 		err := f.matchLead(ctx, api, DispatchLeadArgs{AccountID: accountID, LeadID: l.ID, Reason: "reconcile"}, l, false)
@@ -158,6 +159,7 @@ func (f *Flow) resume(ctx context.Context, accountID int64) error {
 	}
 	if queued > 0 {
 		f.log.Info("reconciler resumed unfinished orders", "account_id", accountID, "jobs", queued)
+		f.o.Metrics.Caught("resumed_job", queued)
 	}
 	return nil
 }

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/service"
@@ -60,12 +62,30 @@ type Deps struct {
 	// ends at a proxy in front of us.
 	SecureCookies bool
 	Log           *slog.Logger
+	// Metrics counts webhook deliveries (nil: none).
+	Metrics Metrics
+	// MetricsHandler, when set, serves /metrics on this app; app sets it only
+	// with METRICS_TOKEN, which the handler demands (without it the metrics
+	// have a listener of their own, METRICS_ADDR, or none).
+	MetricsHandler http.Handler
 }
+
+// Metrics is what the HTTP edge reports to the operator's metrics.
+type Metrics interface {
+	Webhook(result, reason string)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Webhook(string, string) {}
 
 // New builds the fiber app that main serves and tests drive.
 func New(d Deps) *fiber.App {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = noMetrics{}
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "amoDispatch",
@@ -77,7 +97,13 @@ func New(d Deps) *fiber.App {
 		ErrorHandler:          errorHandler(d.Log),
 	})
 	h := &handlers{d: d}
+	// First, so that every refusal of a delivery is counted, the compressed
+	// one's included.
+	app.Use("/amocrm/webhook", h.countWebhooks)
 	app.Use(identityBodiesOnly)
+	if d.MetricsHandler != nil {
+		app.Get("/metrics", adaptor.HTTPHandler(d.MetricsHandler))
+	}
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
 	app.Get("/readyz", h.ready)
 	app.Get("/oauth/amocrm/install", h.installStart)
@@ -178,35 +204,68 @@ func (h *handlers) telegramWebhook(c *fiber.Ctx) error {
 	return c.SendStatus(fiber.StatusOK)
 }
 
+// webhookReasons name a delivery's refusal by its status.
+var webhookReasons = map[int]string{
+	fiber.StatusBadRequest: "malformed", fiber.StatusUnauthorized: "unauthorized", fiber.StatusGone: "account_off",
+	fiber.StatusRequestEntityTooLarge: "too_large", fiber.StatusUnsupportedMediaType: "compressed",
+	fiber.StatusServiceUnavailable: "not_configured", fiber.StatusInternalServerError: "not_stored",
+}
+
+// countWebhooks counts each amoCRM delivery as accepted or refused, by the
+// status it is answered with.
+func (h *handlers) countWebhooks(c *fiber.Ctx) error {
+	err := c.Next()
+	status := c.Response().StatusCode()
+	if err != nil {
+		status, _ = statusOf(err)
+	}
+	if status < 300 {
+		h.d.Metrics.Webhook("accepted", "ok")
+		return err
+	}
+	reason, ok := webhookReasons[status]
+	if !ok {
+		reason = "other"
+	}
+	h.d.Metrics.Webhook("refused", reason)
+	return err
+}
+
+// statusOf maps an error to its status and the message the client reads.
+func statusOf(err error) (int, string) {
+	status, msg := fiber.StatusInternalServerError, "internal error"
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &fe):
+		status, msg = fe.Code, fe.Message
+	case errors.Is(err, dispatch.ErrInvalid):
+		status, msg = fiber.StatusBadRequest, err.Error()
+	case errors.Is(err, dispatch.ErrUnauthorized):
+		status, msg = fiber.StatusUnauthorized, "unauthorized"
+	case errors.Is(err, dispatch.ErrForbidden):
+		status, msg = fiber.StatusForbidden, "only an account admin may do this"
+	case errors.Is(err, dispatch.ErrNotFound):
+		status, msg = fiber.StatusNotFound, "not found"
+	case errors.Is(err, dispatch.ErrRateLimited):
+		status, msg = fiber.StatusTooManyRequests, "too many requests"
+	case errors.Is(err, dispatch.ErrAccountOff):
+		status, msg = fiber.StatusGone, "the integration is disabled for this account"
+	case errors.Is(err, dispatch.ErrConflict), errors.Is(err, dispatch.ErrChatTaken):
+		status, msg = fiber.StatusConflict, err.Error()
+	case errors.Is(err, dispatch.ErrNotConfigured):
+		status, msg = fiber.StatusServiceUnavailable, "not configured on this server"
+	}
+	return status, msg
+}
+
 // errorHandler maps domain errors to statuses; only unexpected errors are
 // logged, and their text never reaches the client.
 func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
-		status, msg := fiber.StatusInternalServerError, "internal error"
-		var fe *fiber.Error
-		switch {
-		case errors.As(err, &fe):
-			status, msg = fe.Code, fe.Message
-		case errors.Is(err, dispatch.ErrInvalid):
-			status, msg = fiber.StatusBadRequest, err.Error()
-		case errors.Is(err, dispatch.ErrUnauthorized):
-			status, msg = fiber.StatusUnauthorized, "unauthorized"
-		case errors.Is(err, dispatch.ErrForbidden):
-			status, msg = fiber.StatusForbidden, "only an account admin may do this"
-		case errors.Is(err, dispatch.ErrNotFound):
-			status, msg = fiber.StatusNotFound, "not found"
-		case errors.Is(err, dispatch.ErrRateLimited):
-			status, msg = fiber.StatusTooManyRequests, "too many requests"
-			var later *dispatch.RetryLater
-			if errors.As(err, &later) {
-				c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(max(time.Second, later.After).Seconds())))
-			}
-		case errors.Is(err, dispatch.ErrAccountOff):
-			status, msg = fiber.StatusGone, "the integration is disabled for this account"
-		case errors.Is(err, dispatch.ErrConflict), errors.Is(err, dispatch.ErrChatTaken):
-			status, msg = fiber.StatusConflict, err.Error()
-		case errors.Is(err, dispatch.ErrNotConfigured):
-			status, msg = fiber.StatusServiceUnavailable, "not configured on this server"
+		status, msg := statusOf(err)
+		var later *dispatch.RetryLater
+		if errors.As(err, &later) {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(max(time.Second, later.After).Seconds())))
 		}
 		if status >= 500 && status != fiber.StatusServiceUnavailable {
 			log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)

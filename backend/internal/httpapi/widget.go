@@ -25,6 +25,7 @@ type WidgetAPI interface {
 	Withdraw(ctx context.Context, a dispatch.Account, leadID int64) error
 	Repost(ctx context.Context, a dispatch.Account, leadID int64) error
 	Unassign(ctx context.Context, a dispatch.Account, leadID int64) error
+	Stats(ctx context.Context, a dispatch.Account, r service.StatsRequest) (dispatch.Stats, error)
 }
 
 const (
@@ -74,6 +75,7 @@ func (h *handlers) widgetRoutes(app *fiber.App) {
 		}
 		return c.JSON(LinkView{Bot: botView(b)})
 	})
+	h.statsRoutes(g)
 	g.Get("/deals/:lead", h.deal)
 	g.Put("/deals/:lead/chat", func(c *fiber.Ctx) error {
 		var in struct {

@@ -77,6 +77,8 @@ type (
 		// ContactPolicy: "" any group member may ask before the take,
 		// "executor" only the executor, with the take.
 		ContactPolicy string `json:"contact_policy"`
+		// DigestChatID: the chat of the weekly statistics digest (0: none).
+		DigestChatID int64 `json:"digest_chat_id"`
 	}
 	RuleView struct {
 		PipelineID      int64   `json:"pipeline_id"`
@@ -175,6 +177,7 @@ func settingsView(s dispatch.Settings) SettingsView {
 		v.Rules = append(v.Rules, rv)
 	}
 	v.ContactPolicy = string(s.ContactPolicy)
+	v.DigestChatID = s.DigestChatID
 	for tg, amo := range s.ExecutorUsers {
 		v.ExecutorUsers[strconv.FormatInt(tg, 10)] = amo
 	}
@@ -185,7 +188,7 @@ func settingsView(s dispatch.Settings) SettingsView {
 // so the executor map's Telegram ids are parsed here.
 func settingsFrom(v SettingsView) (dispatch.Settings, error) {
 	s := dispatch.Settings{Language: v.Language, OrderFieldIDs: v.OrderFieldIDs, ShowBudget: v.ShowBudget, ExecutorUsers: map[int64]int64{},
-		ContactPolicy: dispatch.ContactPolicy(v.ContactPolicy)}
+		ContactPolicy: dispatch.ContactPolicy(v.ContactPolicy), DigestChatID: v.DigestChatID}
 	for _, r := range v.Rules {
 		rule := dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: r.TriggerStageIDs,
 			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}

@@ -235,6 +235,19 @@ func TestSandboxBrowser(t *testing.T) {
 	br.waitText(t, postSel+" .msg__text", "Менеджер снял исполнителя с заказа", false)
 	br.noExceptions(t)
 
+	// The admin's statistics count the demo's orders of today: the deal's
+	// first order (taken, then unassigned) and its new post.
+	br.run(t, chromedp.Navigate(sb.URL()+"settings?tab=stats"))
+	br.waitInt(t, "the statistics drawn", `document.querySelector('.amodispatch-stats-result[data-amodispatch-ready="1"]') ? 1 : 0`)
+	for cls, want := range map[string]string{"posted": "2", "taken": "1", "released": "1", "never-taken": "1"} {
+		if got := eval[string](t, br, `(document.querySelector('.amodispatch-figure--`+cls+` .amodispatch-figure-value') || {}).textContent || ''`); got != want {
+			t.Errorf("statistics: %s = %q, want %q", cls, got, want)
+		}
+	}
+	br.waitText(t, ".amodispatch-stats-executor", ivan.Name, false)
+	br.screenshotScaled(t, "#work-area-amodispatch", "sandbox_stats", 0.8)
+	br.noExceptions(t)
+
 	// The install confirmation page, as the demo's install got it.
 	br.run(t, chromedp.Navigate(sb.URL()+"sandbox/install"))
 	href := eval[string](t, br, `(document.getElementById('startgroup') || {}).href || ''`)

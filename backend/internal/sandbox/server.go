@@ -43,6 +43,7 @@ func (s *Sandbox) routes() http.Handler {
 	mux.Handle("GET /vendor/", http.StripPrefix("/vendor/", http.FileServerFS(vendor)))
 	mux.HandleFunc("GET "+widgetPath+"/", s.widgetFile)
 	mux.HandleFunc("GET /card", s.cardPage)
+	mux.HandleFunc("GET /settings", s.settingsPage)
 	mux.HandleFunc("GET /__token", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprint(w, s.token(s.demo.acc, s.demo.adminID))
@@ -143,6 +144,53 @@ body{margin:0;font-family:Arial,Helvetica,sans-serif;background:#fff}
 <div id="widgets_block"></div>
 <script src="/vendor/amocrm.js"></script>
 </body></html>`))
+
+var settingsTmpl = template.Must(template.New("settings").Parse(`<!DOCTYPE html>
+<html lang="{{.Lang}}"><head><meta charset="utf-8"><title>amoCRM · amoDispatch</title>
+<style>body{margin:0;padding:16px 24px;font-family:Arial,Helvetica,sans-serif;background:#fff}</style>
+<script>window.__AMO = {{.Config}};</script>
+<script src="/vendor/require.js"></script>
+<script src="/vendor/jquery.min.js"></script>
+</head><body>
+<div id="work-area-amodispatch"></div>
+<script src="/vendor/amocrm.js"></script>
+{{if .Stats}}<script>
+// Opened from the sandbox's "statistics" link: show that tab once the page is drawn.
+(function open() {
+  var tab = document.querySelector('.amodispatch-tab[data-tab="stats"]');
+  if (tab) { tab.click(); } else { setTimeout(open, 100); }
+})();
+</script>{{end}}
+</body></html>`))
+
+// settingsPage is the widget's advanced settings page, as the demo's admin
+// sees it in amoCRM; ?tab=stats opens its statistics, which count the
+// demo's orders.
+func (s *Sandbox) settingsPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	lang := q.Get("lang")
+	if lang != "en" {
+		lang = "ru"
+	}
+	langs, err := os.ReadFile(filepath.Join(s.opts.WidgetDir, "i18n", lang+".json"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	cfg := map[string]any{
+		"area": "advanced_settings", "lang": lang, "langs": json.RawMessage(langs), "leadId": 0,
+		"accountId": s.demo.acc.ID, "userId": s.demo.adminID, "subdomain": s.demo.acc.Subdomain,
+		"widgetCode": "amodispatch", "widgetPath": widgetPath, "version": fmt.Sprint(time.Now().Unix()),
+	}
+	var buf bytes.Buffer
+	if err := settingsTmpl.Execute(&buf, map[string]any{"Lang": lang, "Config": cfg, "Stats": q.Get("tab") == "stats"}); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
 
 // cardPage is the right column of amoCRM's deal card with the widget's
 // panel (lcard) for ?lead=ID&lang=ru|en.

@@ -30,6 +30,7 @@ type Widget struct {
 	actions  DealActions
 	bot      BotLinks // nil when Telegram is not configured
 	admins   *admins
+	zones    *zones
 }
 
 // NewWidget serves the widget API; adminTTL (DefaultAdminTTL when 0) bounds
@@ -39,7 +40,7 @@ func NewWidget(svc *Service, verifier amocrm.WidgetTokenVerifier, actions DealAc
 		adminTTL = DefaultAdminTTL
 	}
 	return &Widget{svc: svc, verifier: verifier, actions: actions, bot: bot,
-		admins: &admins{ttl: adminTTL, now: svc.now, m: map[adminKey]adminEntry{}}}
+		admins: &admins{ttl: adminTTL, now: svc.now, m: map[adminKey]adminEntry{}}, zones: &zones{m: map[int64]zoneEntry{}}}
 }
 
 // Authenticate verifies a disposable token and returns its installed, active account.

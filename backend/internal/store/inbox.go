@@ -24,9 +24,10 @@ func (updateRow) TableName() string { return "telegram_updates" }
 
 // StoredUpdate is a Telegram update waiting to be processed.
 type StoredUpdate struct {
-	ID       int64
-	Payload  []byte
-	Attempts int
+	ID         int64
+	Payload    []byte
+	Attempts   int
+	ReceivedAt time.Time
 }
 
 // SaveUpdates stores Telegram updates, ignoring ids already stored, in one
@@ -66,7 +67,7 @@ func (db *DB) ClaimUpdates(ctx context.Context, owner string, limit int, lease t
 		WHERE update_id IN (SELECT update_id FROM telegram_updates
 		                    WHERE processed_at IS NULL AND claimed_until <= ? ORDER BY update_id LIMIT ?`+lock+`)
 		  AND processed_at IS NULL AND claimed_until <= ?
-		RETURNING update_id, payload, attempts`,
+		RETURNING update_id, payload, attempts, received_at`,
 		owner, now+lease.Milliseconds(), now, limit, now).Scan(&rows).Error
 	if err != nil {
 		return nil, translate(err, "claim updates")
@@ -74,7 +75,7 @@ func (db *DB) ClaimUpdates(ctx context.Context, owner string, limit int, lease t
 	slices.SortFunc(rows, func(a, b updateRow) int { return cmp.Compare(a.UpdateID, b.UpdateID) })
 	out := make([]StoredUpdate, len(rows))
 	for i, r := range rows {
-		out[i] = StoredUpdate{ID: r.UpdateID, Payload: []byte(r.Payload), Attempts: r.Attempts}
+		out[i] = StoredUpdate{ID: r.UpdateID, Payload: []byte(r.Payload), Attempts: r.Attempts, ReceivedAt: r.ReceivedAt}
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 )
@@ -34,6 +35,7 @@ type orderRow struct {
 	CardMessageID     int64
 	CardText          string
 	PrevResponsibleID int64
+	PostedAt          *time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 }
@@ -166,14 +168,20 @@ func (db *DB) OrderByID(ctx context.Context, id string) (dispatch.Order, error) 
 // MarkPosted records the group message of an order that is still posting.
 func (db *DB) MarkPosted(ctx context.Context, id string, messageID int, text string) (bool, error) {
 	posted, err := moveOrder(db.gorm.WithContext(ctx), dispatch.OrderOpen, false, "id = ?", []any{id},
-		map[string]any{"message_id": messageID, "group_text": text, "updated_at": db.utcNow()})
+		map[string]any{"message_id": messageID, "group_text": text, "updated_at": db.utcNow(), "posted_at": postedAt(db.utcNow())})
 	return posted, translate(err, "mark posted")
+}
+
+// postedAt sets an order's posted_at once: the first proof of the post (its
+// recording, or a press on it) is when it went out, for the statistics.
+func postedAt(now time.Time) clause.Expr {
+	return gorm.Expr("COALESCE(posted_at, ?)", now)
 }
 
 // ConfirmPosted marks a "posting" order open with the message a user pressed.
 func (db *DB) ConfirmPosted(ctx context.Context, chatID int64, id string, messageID int) (dispatch.Order, error) {
 	_, err := moveOrder(db.gorm.WithContext(ctx), dispatch.OrderOpen, true, "id = ? AND chat_id = ? AND message_id = 0", []any{id, chatID},
-		map[string]any{"message_id": messageID, "updated_at": db.utcNow()})
+		map[string]any{"message_id": messageID, "updated_at": db.utcNow(), "posted_at": postedAt(db.utcNow())})
 	if err != nil {
 		return dispatch.Order{}, translate(err, "confirm posted")
 	}
@@ -184,7 +192,7 @@ func (db *DB) ConfirmPosted(ctx context.Context, chatID int64, id string, messag
 // (a withdrawal may have raced the post).
 func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text string) error {
 	err := db.gorm.WithContext(ctx).Model(&orderRow{}).Where("id = ? AND message_id = 0", id).
-		Updates(map[string]any{"message_id": messageID, "group_text": text, "updated_at": db.utcNow()}).Error
+		Updates(map[string]any{"message_id": messageID, "group_text": text, "updated_at": db.utcNow(), "posted_at": postedAt(db.utcNow())}).Error
 	return translate(err, "record message")
 }
 
@@ -200,7 +208,7 @@ func (tx *Tx) TakeOrder(chatID int64, messageID int, id string, e dispatch.Execu
 	now := tx.db.utcNow()
 	won, err := moveOrder(tx.g, dispatch.OrderTaken, messageID != 0, "id = ? AND chat_id = ?", []any{id, chatID},
 		map[string]any{"executor_id": e.TelegramID, "executor_name": e.FullName(), "executor_username": e.Username,
-			"taken_at": now, "updated_at": now,
+			"taken_at": now, "updated_at": now, "posted_at": postedAt(now),
 			"message_id": gorm.Expr("CASE WHEN message_id = 0 THEN ? ELSE message_id END", messageID)})
 	if err != nil {
 		return dispatch.Order{}, translate(err, "take order")

@@ -18,6 +18,7 @@ type settingsRow struct {
 	OrderFieldIDs string
 	ShowBudget    bool
 	ContactPolicy string
+	DigestChatID  int64
 	UpdatedAt     time.Time
 }
 
@@ -62,6 +63,7 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 	switch {
 	case err == nil:
 		s.Language, s.ShowBudget, s.ContactPolicy = row.Language, row.ShowBudget, dispatch.ContactPolicy(row.ContactPolicy)
+		s.DigestChatID = row.DigestChatID
 		if row.OrderFieldIDs != "" {
 			if err := json.Unmarshal([]byte(row.OrderFieldIDs), &s.OrderFieldIDs); err != nil {
 				return s, translate(err, "settings field ids")
@@ -124,7 +126,7 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 	}
 	err := db.transaction(ctx, func(tx *gorm.DB) error {
 		row := settingsRow{AccountID: s.AccountID, Language: s.Language, OrderFieldIDs: fields, ShowBudget: s.ShowBudget,
-			ContactPolicy: string(s.ContactPolicy), UpdatedAt: now}
+			ContactPolicy: string(s.ContactPolicy), DigestChatID: s.DigestChatID, UpdatedAt: now}
 		if err := tx.Clauses(clause.OnConflict{UpdateAll: true}).Create(&row).Error; err != nil {
 			return err
 		}

@@ -159,6 +159,10 @@ func TestUpdatesInbox(t *testing.T) {
 		if len(a) != 2 || len(b) != 0 || a[0].ID != 5 {
 			t.Fatalf("claims a=%v b=%v", a, b)
 		}
+		// The press-to-answer latency counts from the update's arrival.
+		if d := time.Since(a[0].ReceivedAt); d < 0 || d > time.Minute {
+			t.Fatalf("claimed update's arrival: %v", a[0].ReceivedAt)
+		}
 		if err := db.FinishUpdate(ctx, 5, "a", nil, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package tgbot
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/go-telegram/bot/models"
 
@@ -111,5 +112,9 @@ func hasButton(kb *models.InlineKeyboardMarkup, data string) bool {
 func (b *Handler) answer(ctx context.Context, queryID, text, url string) {
 	if err := b.o.Client.AnswerCallback(ctx, queryID, text, url, false); err != nil {
 		b.log.Warn("telegram answerCallbackQuery failed", "err", err)
+		return
+	}
+	if at := receivedAt(ctx); !at.IsZero() {
+		b.o.Metrics.Answered(time.Since(at))
 	}
 }

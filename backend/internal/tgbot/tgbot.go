@@ -22,6 +22,9 @@ type Update struct {
 	ID       int64
 	Payload  []byte
 	Attempts int // processing attempts so far, this one included
+	// ReceivedAt is when the update was stored (set by ClaimUpdates): a
+	// press's answer latency counts from here.
+	ReceivedAt time.Time
 }
 
 // Inbox is the durable store of received updates; the poller's lease lives
@@ -79,7 +82,18 @@ type Options struct {
 	Orders Orders
 	Owner  string // this process's lease identity
 	Logger *slog.Logger
+	// Metrics receives the time from a press to its answer (nil: none).
+	Metrics Metrics
 }
+
+// Metrics is what the handler reports to the operator's metrics.
+type Metrics interface {
+	Answered(sincePress time.Duration)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Answered(time.Duration) {}
 
 // Handler receives, stores and processes updates.
 type Handler struct {
@@ -92,6 +106,9 @@ type Handler struct {
 func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
 	}
 	return &Handler{o: o, log: o.Logger, wake: make(chan struct{}, 1)}
 }
@@ -252,12 +269,12 @@ func (b *Handler) processBatch(ctx context.Context) bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = b.handle(ctx, u.Payload)
+			errs[i] = b.handle(context.WithValue(ctx, receivedKey{}, u.ReceivedAt), u.Payload)
 		}()
 	}
 	for i, u := range ups {
 		if !isPress(u.Payload) {
-			errs[i] = b.handle(ctx, u.Payload)
+			errs[i] = b.handle(context.WithValue(ctx, receivedKey{}, u.ReceivedAt), u.Payload)
 		}
 	}
 	wg.Wait()
@@ -295,4 +312,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+type receivedKey struct{}
+
+// receivedAt is when the update being handled was stored (zero when unknown).
+func receivedAt(ctx context.Context) time.Time {
+	t, _ := ctx.Value(receivedKey{}).(time.Time)
+	return t
 }

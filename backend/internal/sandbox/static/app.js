@@ -6,7 +6,7 @@
 
   var TEXT = {
     ru: {
-      title: 'песочница', install_page: 'страница установки', board: 'Сделки · воронка «Заказы»',
+      title: 'песочница', install_page: 'страница установки', stats_page: 'статистика', board: 'Сделки · воронка «Заказы»',
       board_hint: 'Перетащите сделку в «Поиск исполнителя» (или нажмите ▶): amoCRM отправит вебхук, и бот опубликует заказ в группе.',
       pick_deal: 'Выберите сделку на доске.', widget_panel: 'Виджет amoDispatch в карточке сделки',
       acting_as: 'Исполнитель:', group: 'Группа в Telegram', private_chat: 'Личный чат с ботом',
@@ -17,7 +17,7 @@
       rub: '₽', error: 'Ошибка: '
     },
     en: {
-      title: 'sandbox', install_page: 'install page', board: 'Deals · pipeline "Заказы"',
+      title: 'sandbox', install_page: 'install page', stats_page: 'statistics', board: 'Deals · pipeline "Заказы"',
       board_hint: 'Drag a deal to "Поиск исполнителя" (searching), or press ▶: amoCRM sends the webhook and the bot posts the order in the group.',
       pick_deal: 'Pick a deal on the board.', widget_panel: 'The amoDispatch widget in the deal card',
       acting_as: 'Executor:', group: 'Telegram group', private_chat: 'Private chat with the bot',
@@ -69,6 +69,7 @@
   function applyLang() {
     document.documentElement.lang = lang;
     $('lang').textContent = lang === 'ru' ? 'EN' : 'RU';
+    $('stats-link').href = '/settings?tab=stats&lang=' + lang;
     Array.prototype.forEach.call(document.querySelectorAll('[data-i18n]'), function (el) {
       el.textContent = t(el.getAttribute('data-i18n'));
     });
