@@ -31,7 +31,13 @@ type ruleRow struct {
 	DefaultChatID   int64
 	StatusStages    string
 	StatusButtons   string
-	UpdatedAt       time.Time
+	// The escalation ladder (0: a step is off).
+	BumpAfterMin     int
+	FallbackAfterMin int
+	FallbackChatID   int64
+	TaskAfterMin     int
+	ExpireAfterH     int
+	UpdatedAt        time.Time
 }
 
 func (ruleRow) TableName() string { return "dispatch_rules" }
@@ -75,7 +81,8 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 		return s, translate(err, "rules")
 	}
 	for _, r := range rules {
-		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID,
+			Ladder: r.ladder()}
 		if err := json.Unmarshal([]byte(r.TriggerStageIDs), &rule.TriggerStageIDs); err != nil {
 			return s, translate(err, "rule stages")
 		}
@@ -123,6 +130,7 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 			stages, _ := json.Marshal(nonNil(r.TriggerStageIDs))
 			row := ruleRow{AccountID: s.AccountID, PipelineID: r.PipelineID, TriggerStageIDs: string(stages),
 				FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, UpdatedAt: now}
+			row.setLadder(r.Ladder)
 			if len(r.StatusStages) > 0 {
 				b, _ := json.Marshal(r.StatusStages)
 				row.StatusStages = string(b)
