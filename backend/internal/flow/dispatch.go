@@ -255,6 +255,13 @@ func (f *Flow) PostNow(ctx context.Context, accountID, leadID int64) error {
 	if err != nil {
 		return err
 	}
+	if cur, err := f.db.ActiveOrder(ctx, accountID, leadID); err == nil && cur.Status == dispatch.OrderWithdrawn {
+		// An expired order stays the deal's current one, so the deal is
+		// not posted again by itself; the manager's post starts a new round.
+		if err := f.closeRound(ctx, accountID, leadID); err != nil {
+			return err
+		}
+	}
 	err = f.openOrder(ctx, api, settings, lead, "manager")
 	switch {
 	case errors.Is(err, errNoChat):

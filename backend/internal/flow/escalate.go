@@ -33,6 +33,9 @@ import (
 type TimerArgs struct {
 	OrderID string `json:"order_id"`
 	Step    string `json:"step"`
+	// After is the step's time after the order opened, as planned, for
+	// the texts of the task and expiry steps.
+	After time.Duration `json:"after"`
 }
 
 func (TimerArgs) Kind() string { return "order_timer" }
@@ -56,10 +59,12 @@ func (RetirePostArgs) Kind() string { return "retire_order_post" }
 func (RetirePostArgs) InsertOpts() river.InsertOpts { return onceLive() }
 
 // OrderTaskArgs writes a ladder step's amoCRM task and note; After is the
-// step's time (minutes for the task step, hours for expiry), for the texts.
+// step's time (minutes for the task step, hours for expiry), for the texts,
+// and At (unix seconds) when the step fired, which sets the task's deadline.
 type OrderTaskArgs struct {
 	EventID string `json:"event_id"`
 	After   int    `json:"after"`
+	At      int64  `json:"at"`
 }
 
 func (OrderTaskArgs) Kind() string { return "amo_order_task" }
@@ -91,7 +96,9 @@ func (f *Flow) registerEscalation(w *river.Workers) {
 // planLadder plans a new order's ladder in tx: its timers and their jobs.
 func (f *Flow) planLadder(ctx context.Context, tx *store.Tx, s dispatch.Settings, o dispatch.Order) error {
 	rule, _ := s.Rule(o.PipelineID)
-	timers := rule.Ladder.Plan(o.CreatedAt, o.ChatID)
+	// The flow's clock, not the row's: River schedules by it.
+	opened := f.o.Now()
+	timers := rule.Ladder.Plan(opened, o.ChatID)
 	if len(timers) == 0 {
 		return nil
 	}
@@ -102,7 +109,7 @@ func (f *Flow) planLadder(ctx context.Context, tx *store.Tx, s dispatch.Settings
 	for i, t := range timers {
 		opts := onceLive()
 		opts.ScheduledAt = t.At
-		params[i] = river.InsertManyParams{Args: TimerArgs{OrderID: o.ID, Step: t.Kind}, InsertOpts: &opts}
+		params[i] = river.InsertManyParams{Args: TimerArgs{OrderID: o.ID, Step: t.Kind, After: t.At.Sub(opened)}, InsertOpts: &opts}
 	}
 	if _, err := f.river.InsertManyTx(ctx, tx.SQL(), params); err != nil {
 		return fmt.Errorf("flow: schedule ladder: %w", err)
@@ -112,10 +119,7 @@ func (f *Flow) planLadder(ctx context.Context, tx *store.Tx, s dispatch.Settings
 
 // fireTimer makes one ladder step happen, once, if its order is still open.
 func (f *Flow) fireTimer(ctx context.Context, args TimerArgs) error {
-	var (
-		fallbackChat int64
-		after        time.Duration
-	)
+	var fallbackChat int64
 	cur, err := f.db.OrderByID(ctx, args.OrderID)
 	if errors.Is(err, dispatch.ErrNotFound) {
 		return nil
@@ -128,8 +132,7 @@ func (f *Flow) fireTimer(ctx context.Context, args TimerArgs) error {
 		return err
 	}
 	rule, _ := s.Rule(cur.PipelineID)
-	switch args.Step {
-	case dispatch.TimerFallback:
+	if args.Step == dispatch.TimerFallback {
 		// The chat as the settings name it now: an admin who changed it
 		// meant the new one.
 		fallbackChat = rule.Ladder.FallbackChatID
@@ -138,11 +141,8 @@ func (f *Flow) fireTimer(ctx context.Context, args TimerArgs) error {
 			f.log.Warn("fallback chat not available, step skipped", "account_id", cur.AccountID, "order_id", cur.ID, "chat_id", fallbackChat)
 			fallbackChat = 0
 		}
-	case dispatch.TimerTask:
-		after = rule.Ladder.TaskAfter
-	case dispatch.TimerExpire:
-		after = rule.Ladder.ExpireAfter
 	}
+	firedAt := f.o.Now().Unix()
 	var (
 		o     dispatch.Order
 		fired bool
@@ -152,9 +152,6 @@ func (f *Flow) fireTimer(ctx context.Context, args TimerArgs) error {
 		o, fired, err = tx.FireTimer(args.OrderID, args.Step)
 		if err != nil || !fired {
 			return err
-		}
-		if after == 0 {
-			after = f.o.Now().Sub(o.CreatedAt) // the step was switched off after it was planned
 		}
 		switch args.Step {
 		case dispatch.TimerBump:
@@ -177,7 +174,7 @@ func (f *Flow) fireTimer(ctx context.Context, args TimerArgs) error {
 			if err != nil {
 				return err
 			}
-			return f.enqueue(ctx, tx, OrderTaskArgs{EventID: ev.ID, After: int(after.Round(time.Minute) / time.Minute)})
+			return f.enqueue(ctx, tx, OrderTaskArgs{EventID: ev.ID, After: int(args.After.Round(time.Minute) / time.Minute), At: firedAt})
 		case dispatch.TimerExpire:
 			if _, err := tx.ExpireOrder(o.ID); err != nil {
 				return err
@@ -187,7 +184,7 @@ func (f *Flow) fireTimer(ctx context.Context, args TimerArgs) error {
 				return err
 			}
 			return f.enqueue(ctx, tx, WithdrawPostArgs{OrderID: o.ID},
-				OrderTaskArgs{EventID: ev.ID, After: max(1, int(after.Round(time.Hour)/time.Hour))})
+				OrderTaskArgs{EventID: ev.ID, After: max(1, int(args.After.Round(time.Hour)/time.Hour)), At: firedAt})
 		}
 		return nil
 	})
@@ -346,7 +343,7 @@ func (f *Flow) addOrderTask(ctx context.Context, args OrderTaskArgs) error {
 		return err
 	}
 	lang := s.Lang(a)
-	due := e.At.Add(taskDue).Truncate(time.Second)
+	due := time.Unix(args.At, 0).Add(taskDue)
 	var text, note string
 	if e.Kind == dispatch.EventExpired {
 		text, note = i18n.T(lang, "task.expired", args.After), i18n.T(lang, "note.expired", args.After)

@@ -237,4 +237,3 @@ func orderSeenFrom(g *gorm.DB, chatID int64, id string) (orderRow, bool, error) 
 	}
 	return r, false, nil
 }
-
