@@ -304,3 +304,49 @@ func TestLadderRestartBetweenSteps(t *testing.T) {
 		}
 	})
 }
+
+// A post older than Telegram lets a bot delete (48 hours) is not deleted at
+// the bump: it loses its buttons and points at the new post, with a link in
+// a supergroup.
+func TestLadderBumpPointsWhereItCannotDelete(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		ctx := context.Background()
+		clock := newTestClock()
+		e := newEnv(t, kind, withClock(clock), withAmoOptions(func(o *fakeamocrm.Options) { o.DisableRateLimit = true }))
+		b := e.start()
+		tn := newTenant(t, e, b, 48000000, "ladold", "ru", 6000)
+		sg := e.tg.NewSupergroup("Supergroup of ladold")
+		e.tg.AddBotToGroup(sg.ID, tn.boss, tn.code)
+		eventually(t, "supergroup linked", func() bool { c, err := b.Store().Chat(ctx, sg.ID); return err == nil && c.AccountID == tn.acc.ID })
+		eventually(t, "link confirmed in the supergroup", func() bool { return len(botTexts(e, sg.ID)) > 0 })
+		err := b.Store().SaveSettings(ctx, dispatch.Settings{AccountID: tn.acc.ID, ShowBudget: true,
+			Rules: []dispatch.Rule{{PipelineID: tn.pipeline, TriggerStageIDs: []int64{6002}, DefaultChatID: sg.ID,
+				Ladder: dispatch.Ladder{BumpAfter: 49 * time.Hour}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &ladderEnv{e: e, b: b, tn: tn, clock: clock}
+		lead := tn.newLead(t, e, "Старый заказ")
+		tn.toSearch(t, e, lead.ID)
+		l.until(t, "deal posted", func() bool { return len(orderPosts(e, sg.ID)) == 1 })
+		time.Sleep(3 * time.Second) // the supergroup's pace, in real seconds
+
+		clock.Advance(49*time.Hour + time.Minute)
+		var old, bumped faketelegram.Message
+		l.until(t, "the old post points at the new one", func() bool {
+			all := orderPosts(e, sg.ID)
+			if len(all) != 2 {
+				return false
+			}
+			old, bumped = all[0], all[1]
+			return !old.Deleted && len(old.ReplyMarkup) == 0 && strings.Contains(old.Text, "Заказ поднят")
+		})
+		link := fmt.Sprintf("https://t.me/c/%s/%d", strings.TrimPrefix(fmt.Sprint(sg.ID), "-100"), bumped.MessageID)
+		if !strings.Contains(old.RawText, link) {
+			t.Fatalf("old post %q has no link %s", old.RawText, link)
+		}
+		if len(buttonsOf(t, bumped)) != 2 || bumped.Deleted {
+			t.Fatalf("the new post has %d buttons", len(buttonsOf(t, bumped)))
+		}
+	})
+}
