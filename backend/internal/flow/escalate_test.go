@@ -54,7 +54,7 @@ func ladderOrder(t *testing.T, e *env, l dispatch.Ladder, timers ...string) disp
 func postID(t *testing.T, e *env, orderID, kind string) string {
 	t.Helper()
 	var id string
-	if err := e.db.SQL().QueryRow(`SELECT id FROM order_posts WHERE order_id = '`+orderID+`' AND kind = '`+kind+`'`).Scan(&id); err != nil {
+	if err := e.db.SQL().QueryRow(`SELECT id FROM order_posts WHERE order_id = '` + orderID + `' AND kind = '` + kind + `'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	return id
