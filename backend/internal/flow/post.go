@@ -158,7 +158,6 @@ func (f *Flow) withdrawPost(ctx context.Context, orderID string) error {
 	if err != nil || o.MessageID == 0 {
 		return err // not posted yet: postOrder will see the withdrawal
 	}
-
 	return f.eachPost(ctx, o, func(p dispatch.Order) error { return f.editWithdrawn(ctx, p) })
 }
 
