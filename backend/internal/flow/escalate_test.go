@@ -159,3 +159,56 @@ func TestFallbackPostEditedWithTheOrder(t *testing.T) {
 		}
 	})
 }
+
+// Expiry withdraws the order but keeps it the deal's current one (the deal,
+// still searching, is not posted again); the task and the note are written
+// once however often their job runs; the manager's Post starts a new round.
+func TestExpiryWithdrawsAndTasksOnce(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		e := newEnv(t, kind)
+		ctx := context.Background()
+		o := ladderOrder(t, e, dispatch.Ladder{ExpireAfter: 6 * time.Hour}, dispatch.TimerExpire)
+		if err := e.f.fireTimer(ctx, TimerArgs{OrderID: o.ID, Step: dispatch.TimerExpire, After: 6 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.db.ActiveOrder(ctx, e.accountID, e.leadID)
+		if err != nil || got.ID != o.ID || got.Status != dispatch.OrderWithdrawn {
+			t.Fatalf("current order %+v, %v: want this one, withdrawn", got, err)
+		}
+		if e.jobs(t, "withdraw_post") != 1 || e.jobs(t, "amo_order_task") != 1 {
+			t.Fatalf("withdraw_post %d, amo_order_task %d, want 1 each", e.jobs(t, "withdraw_post"), e.jobs(t, "amo_order_task"))
+		}
+		// The deal is still in its search stage: dispatching it posts nothing.
+		if err := e.f.dispatchLead(ctx, DispatchLeadArgs{AccountID: e.accountID, LeadID: e.leadID, Reason: "reconcile"}); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := e.db.CountOrders(ctx, e.accountID); n != 1 {
+			t.Fatalf("%d orders after dispatching the expired deal, want 1", n)
+		}
+		args := OrderTaskArgs{EventID: eventID(t, e, o.ID, dispatch.EventExpired), After: 6, At: time.Now().Unix()}
+		for range 2 {
+			if err := e.f.addOrderTask(ctx, args); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tasks := e.amo.Tasks(e.accountID, e.leadID)
+		if len(tasks) != 1 || tasks[0].Text != "Заказ снят с поиска: никто не взял его за 6 ч" {
+			t.Fatalf("tasks %+v, want one expiry task", tasks)
+		}
+		notes := 0
+		for _, n := range e.amo.Notes(e.accountID, e.leadID) {
+			if strings.Contains(n.Text(), "никто не взял его за 6 ч") {
+				notes++
+			}
+		}
+		if notes != 1 {
+			t.Fatalf("%d expiry notes, want 1", notes)
+		}
+		if err := e.f.PostNow(ctx, e.accountID, e.leadID); err != nil {
+			t.Fatalf("post after expiry: %v", err)
+		}
+		if cur, err := e.db.ActiveOrder(ctx, e.accountID, e.leadID); err != nil || cur.ID == o.ID || cur.Status != dispatch.OrderPosting {
+			t.Fatalf("current order after the manager's post %+v, %v: want a new round", cur, err)
+		}
+	})
+}
