@@ -40,7 +40,14 @@ define(['jquery'], function ($) {
           found_stage_id: Number($r.find('.amodispatch-found').val()) || 0,
           default_chat_id: Number($r.find('.amodispatch-default-chat').val()) || 0,
           status_stages: stages,
-          status_buttons: $r.find('.amodispatch-status-button:checked').map(function () { return $(this).val(); }).get()
+          status_buttons: $r.find('.amodispatch-status-button:checked').map(function () { return $(this).val(); }).get(),
+          ladder: {
+            bump_min: Number($r.find('.amodispatch-ladder-bump').val()) || 0,
+            fallback_min: Number($r.find('.amodispatch-ladder-fallback').val()) || 0,
+            fallback_chat_id: Number($r.find('.amodispatch-ladder-fallback-chat').val()) || 0,
+            task_min: Number($r.find('.amodispatch-ladder-task').val()) || 0,
+            expire_hours: Number($r.find('.amodispatch-ladder-expire').val()) || 0
+          }
         });
       });
       s.executor_users = {};

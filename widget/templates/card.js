@@ -21,8 +21,25 @@ define([], function () {
     var timeline = [];
     var EVENTS = {
       posted: 'ui.card.ev_posted', taken: 'ui.card.ev_taken', on_way: 'ui.card.ev_on_way', started: 'ui.card.ev_started',
-      done: 'ui.card.ev_done', released: 'ui.card.ev_released', ended: 'ui.card.ev_ended', contact: 'ui.card.ev_contact'
+      done: 'ui.card.ev_done', released: 'ui.card.ev_released', ended: 'ui.card.ev_ended', contact: 'ui.card.ev_contact',
+      untaken: 'ui.card.ev_untaken', expired: 'ui.card.ev_expired'
     };
+    // The order's next scheduled step ({kind, at} from the backend): each
+    // kind names its text; a kind this version does not know is not shown.
+    var NEXT = {
+      bump: 'ui.card.next_bump', fallback: 'ui.card.next_fallback', task: 'ui.card.next_task', expire: 'ui.card.next_expire'
+    };
+    function clock(iso) {
+      var d = new Date(iso);
+      if (isNaN(d.getTime())) { return ''; }
+      var hm = ('0' + d.getHours()).slice(-2) + ':' + ('0' + d.getMinutes()).slice(-2);
+      return d.toDateString() === new Date().toDateString() ? hm : d.toLocaleDateString() + ' ' + hm;
+    }
+    function nextStep(n) {
+      if (!n || !NEXT[n.kind]) { return ''; }
+      return '<div class="amodispatch-next-step amodispatch-muted" data-kind="' + esc(n.kind) + '">' +
+        esc(t(NEXT[n.kind], { time: clock(n.at) })) + '</div>';
+    }
     function who(o) {
       var x = o.executor || {};
       return (x.name || '') + (x.username ? ' @' + x.username : '');
@@ -85,7 +102,7 @@ define([], function () {
           if (c.active || sel) { opts += option(c.id, c.title, sel); }
         }
         var active = st === 'open' || st === 'posting';
-        var h = '<div class="amodispatch-order amodispatch-order--' + esc(st) + '">' + esc(status(o)) + '</div>' +
+        var h = '<div class="amodispatch-order amodispatch-order--' + esc(st) + '">' + esc(status(o)) + '</div>' + nextStep(deal.next_step) +
           '<label class="amodispatch-label">' + esc(t('ui.card.target_chat')) +
           ' <select class="amodispatch-select amodispatch-target-chat">' + opts + '</select></label><div class="amodispatch-actions">';
         if (!o || st === 'withdrawn' || st === 'failed') {

@@ -79,7 +79,7 @@ define([], function () {
           if (c.active || sel) { chatOpts += option(c.id, c.title, sel); }
         }
         h += '<label class="amodispatch-label">' + esc(t('ui.advanced.default_chat')) +
-          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label>' + statuses(p, rule) + '</div>';
+          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label>' + statuses(p, rule) + ladder(st, rule) + '</div>';
       }
       return h + '</section>';
     }
@@ -113,6 +113,30 @@ define([], function () {
         h += '</td></tr>';
       }
       return h + '</table>';
+    }
+
+    // Per pipeline: the escalation of an order nobody takes. A rule saved
+    // before the ladder existed shows the backend's defaults.
+    var LADDER_DEFAULT = { bump_min: 15, fallback_min: 0, fallback_chat_id: 0, task_min: 60, expire_hours: 0 };
+    function ladder(st, rule) {
+      var l = rule.ladder || LADDER_DEFAULT;
+      function num(cls, label, value, unit, max) {
+        return '<label class="amodispatch-label">' + esc(t(label)) + ' <input type="number" min="0" step="1" max="' + max +
+          '" class="amodispatch-input amodispatch-ladder-' + cls + '" value="' + esc(value || 0) + '"> ' + esc(t(unit)) + '</label>';
+      }
+      var chatOpts = option(0, t('ui.common.not_selected'), !l.fallback_chat_id);
+      for (var m = 0; m < (st.chats || []).length; m++) {
+        var c = st.chats[m];
+        var sel = String(l.fallback_chat_id) === String(c.id);
+        if (c.active || sel) { chatOpts += option(c.id, c.title, sel); }
+      }
+      return '<fieldset class="amodispatch-ladder"><legend class="amodispatch-label">' + esc(t('ui.advanced.ladder_title')) + '</legend>' +
+        num('bump', 'ui.advanced.ladder_bump', l.bump_min, 'ui.advanced.ladder_min', 10080) +
+        num('fallback', 'ui.advanced.ladder_fallback', l.fallback_min, 'ui.advanced.ladder_min', 10080) +
+        '<label class="amodispatch-label">' + esc(t('ui.advanced.ladder_fallback_chat')) +
+        ' <select class="amodispatch-select amodispatch-ladder-fallback-chat">' + chatOpts + '</select></label>' +
+        num('task', 'ui.advanced.ladder_task', l.task_min, 'ui.advanced.ladder_min', 10080) +
+        num('expire', 'ui.advanced.ladder_expire', l.expire_hours, 'ui.advanced.ladder_hours', 720) + '</fieldset>';
     }
 
     function contactPolicy(st) {

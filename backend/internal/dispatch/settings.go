@@ -54,6 +54,8 @@ type Rule struct {
 	// StatusButtons lists the buttons the executor's card shows, from
 	// ExecutorStatuses; nil shows all of them.
 	StatusButtons []OrderStatus
+	// Ladder escalates an order nobody takes (see escalation.go).
+	Ladder Ladder
 }
 
 // Buttons lists the status buttons of the executor's card, in the card's order.
@@ -181,6 +183,7 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 		return Settings{}, Invalid("chat %d is not an active chat of this account", s.DigestChatID)
 	}
 	seen := map[int64]bool{}
+	var err error
 	for _, r := range s.Rules {
 		i := slices.IndexFunc(c.Pipelines, func(p Pipeline) bool { return p.ID == r.PipelineID })
 		if i < 0 {
@@ -209,6 +212,9 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 		}
 		rule := Rule{PipelineID: r.PipelineID, TriggerStageIDs: slices.Compact(slices.Sorted(slices.Values(r.TriggerStageIDs))),
 			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+		if rule.Ladder, err = r.Ladder.validate(s.AccountID, r.DefaultChatID, c.Chats); err != nil {
+			return Settings{}, err
+		}
 		for st, stage := range r.StatusStages {
 			if st != OrderOnWay && st != OrderStarted && st != OrderDone {
 				return Settings{}, Invalid("%q is not a status that moves the deal", st)

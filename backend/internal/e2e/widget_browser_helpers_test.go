@@ -303,6 +303,21 @@ func (br *browser) selectValue(t testing.TB, sel string, value any) {
 }
 
 // waitText polls until some element under sel contains want.
+// setInput types a value into an input, as the user's change leaves it.
+func (br *browser) setInput(t testing.TB, sel string, value any) {
+	t.Helper()
+	ok := evalAs[bool](t, br, fmt.Sprintf(`(function(){
+		var s = document.querySelector(%q);
+		if (!s) { return false; }
+		s.value = %q;
+		s.dispatchEvent(new Event('change', {bubbles: true}));
+		return true;
+	})()`, sel, fmt.Sprint(value)))
+	if !ok {
+		t.Fatalf("no input %s", sel)
+	}
+}
+
 func (br *browser) waitText(t testing.TB, sel, want string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

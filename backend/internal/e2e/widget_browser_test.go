@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -124,6 +125,17 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		br.click(t, rule+` .amodispatch-status-button[value="started"]`)
 		br.selectValue(t, ".amodispatch-contact-policy", "executor")
 		br.selectValue(t, ".amodispatch-digest-chat", second.ID) // the weekly digest
+		// The ladder: the rule saved without one shows the defaults; the
+		// admin bumps later, adds the first group as the fallback, expires.
+		if v := evalAs[string](t, br, `document.querySelector('`+rule+` .amodispatch-ladder-bump').value + '/' + `+
+			`document.querySelector('`+rule+` .amodispatch-ladder-task').value`); v != "0/0" {
+			t.Fatalf("ladder of a rule saved with none: %q", v)
+		}
+		br.setInput(t, rule+" .amodispatch-ladder-bump", 20)
+		br.setInput(t, rule+" .amodispatch-ladder-fallback", 45)
+		br.selectValue(t, rule+" .amodispatch-ladder-fallback-chat", tn.group.ID)
+		br.setInput(t, rule+" .amodispatch-ladder-task", 90)
+		br.setInput(t, rule+" .amodispatch-ladder-expire", 24)
 		br.click(t, ".amodispatch-save")
 		br.waitText(t, root+" .amodispatch-status", "Настройки сохранены")
 
@@ -149,6 +161,10 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		if r := s.Rules[0]; r.StatusStages[dispatch.OrderOnWay] != tn.statusByIndex(2) || len(r.StatusStages) != 1 ||
 			fmt.Sprint(r.StatusButtons) != "[on_way done released]" || s.ContactPolicy != dispatch.ContactExecutorOnly {
 			t.Fatalf("stored executor side: stages %v, buttons %v, contact policy %q", r.StatusStages, r.StatusButtons, s.ContactPolicy)
+		}
+		if l := s.Rules[0].Ladder; l != (dispatch.Ladder{BumpAfter: 20 * time.Minute, FallbackAfter: 45 * time.Minute, FallbackChatID: tn.group.ID,
+			TaskAfter: 90 * time.Minute, ExpireAfter: 24 * time.Hour}) {
+			t.Fatalf("stored ladder %+v", l)
 		}
 
 		// A value the backend refuses comes back as a readable error.
@@ -263,16 +279,32 @@ func TestWidgetBrowserDealCard(t *testing.T) {
 		br.screenshot(t, kind, "#widgets_block", "deal_card_taken")
 		br.noScriptErrors(t)
 
-		// Another deal: Post now, then Withdraw, from the panel.
+		// Another deal: Post now, then Withdraw, from the panel. The pipeline
+		// now escalates, so the card names the next step.
+		s, err := b.Store().Settings(ctx, tn.acc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Rules[0].Ladder = dispatch.Ladder{BumpAfter: 15 * time.Minute, TaskAfter: time.Hour}
+		if err := b.Store().SaveSettings(ctx, s); err != nil {
+			t.Fatal(err)
+		}
 		other := tn.newLead(t, e, "Piano move")
 		br.run(t, chromedp.Navigate(page.url("lcard", "en", other.ID, other.Name)))
 		br.waitReady(t, card)
+		if n := len(br.texts(t, card+" .amodispatch-next-step")); n != 0 {
+			t.Fatalf("a deal without an order shows %d next steps", n)
+		}
 		br.click(t, card+` .amodispatch-action[data-action="post"]`)
 		eventually(t, "posted from the panel", func() bool { return len(orderPosts(e, tn.group.ID)) == 1 })
 		br.waitText(t, card+" .amodispatch-status", "Done.")
 		br.run(t, chromedp.Reload())
 		br.waitReady(t, card)
 		br.waitText(t, card+" .amodispatch-order", `Posted in "`+tn.group.Title+`"`)
+		br.waitText(t, card+" .amodispatch-next-step", "Next: bump at ")
+		if k := evalAs[string](t, br, `document.querySelector('`+card+` .amodispatch-next-step').getAttribute('data-kind')`); k != "bump" {
+			t.Fatalf("next step kind %q", k)
+		}
 		br.click(t, card+` .amodispatch-action[data-action="withdraw"]`)
 		br.waitText(t, card+" .amodispatch-order", "The order was withdrawn.")
 		eventually(t, "order withdrawn", func() bool {

@@ -221,6 +221,9 @@ func (f *Flow) openOrder(ctx context.Context, api *amocrm.API, settings dispatch
 			return err
 		}
 		f.log.Info("order created", "account_id", a.ID, "lead_id", lead.ID, "order_id", o.ID, "chat_id", chatID, "reason", reason)
+		if err := f.planLadder(ctx, tx, settings, o); err != nil {
+			return err
+		}
 		return f.enqueue(ctx, tx, PostOrderArgs{AccountID: o.AccountID, OrderID: o.ID, WebhookAt: webhookAt(ctx)})
 	})
 }
@@ -243,6 +246,13 @@ func (f *Flow) PostNow(ctx context.Context, accountID, leadID int64) error {
 	settings, err := f.db.Settings(ctx, accountID)
 	if err != nil {
 		return err
+	}
+	if cur, err := f.db.ActiveOrder(ctx, accountID, leadID); err == nil && cur.Status == dispatch.OrderWithdrawn {
+		// An expired order stays the deal's current one, so the deal is
+		// not posted again by itself; the manager's post starts a new round.
+		if err := f.closeRound(ctx, accountID, leadID); err != nil {
+			return err
+		}
 	}
 	err = f.openOrder(ctx, api, settings, lead, "manager")
 	switch {
@@ -379,11 +389,14 @@ func (f *Flow) editOpenPost(ctx context.Context, orderID string) error {
 	if err != nil {
 		return err
 	}
-	err = f.o.Sender.EditHTMLButtons(ctx, o.ChatID, o.MessageID, o.GroupText, buttons(i18n.Lang(s.Lang(a)), o.ID, s.ContactPolicy))
-	if errors.Is(err, telegram.ErrMessageGone) {
-		return nil
-	}
-	return err
+	rows := buttons(i18n.Lang(s.Lang(a)), o.ID, s.ContactPolicy)
+	return f.eachPost(ctx, o, func(p dispatch.Order) error {
+		err := f.o.Sender.EditHTMLButtons(ctx, p.ChatID, p.MessageID, p.GroupText, rows)
+		if errors.Is(err, telegram.ErrMessageGone) {
+			return nil
+		}
+		return err
+	})
 }
 
 // refreshCard re-renders the executor's card from the deal and edits it when

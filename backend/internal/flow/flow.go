@@ -39,6 +39,7 @@ type Sender interface {
 	EditHTML(ctx context.Context, chatID int64, messageID int, html string) error
 	EditHTMLButtons(ctx context.Context, chatID int64, messageID int, html string, rows [][]telegram.Button) error
 	Reachable(ctx context.Context, userID int64, timeout time.Duration) (bool, error)
+	DeleteMessage(ctx context.Context, chatID int64, messageID int) error
 }
 
 var _ Sender = (*telegram.Client)(nil)
@@ -408,11 +409,13 @@ func outcome(err error) error {
 }
 
 // PendingJobs counts jobs not finished yet (queued, running, waiting for a
-// retry or snoozed), for readiness checks and tests.
+// retry or snoozed), for readiness checks and tests. A ladder step waiting
+// for its time is a timer, not pending work.
 func (f *Flow) PendingJobs(ctx context.Context) (int64, error) {
 	var n int64
 	err := f.db.SQL().QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)
+		`SELECT COUNT(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
+		 AND NOT (kind = 'order_timer' AND state = 'scheduled')`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("flow: count jobs: %w", err)
 	}

@@ -82,11 +82,13 @@ type EditTakenArgs struct {
 
 func (EditTakenArgs) Kind() string { return "edit_taken" }
 
-// TidyCopyArgs names a second post of an order (see tidyCopy).
+// TidyCopyArgs names a second post of an order (see tidyCopy); ChatID is
+// the post's chat when it is not the order's (0: the order's).
 type TidyCopyArgs struct {
 	AccountID int64  `json:"account_id"`
 	OrderID   string `json:"order_id"`
 	MessageID int    `json:"message_id"`
+	ChatID    int64  `json:"chat_id,omitempty"`
 }
 
 func (TidyCopyArgs) Kind() string { return "tidy_copy" }
@@ -252,6 +254,7 @@ func (w *choreWorker) Work(ctx context.Context, j *river.Job[ChoreArgs]) error {
 func (f *Flow) register(w *river.Workers) {
 	river.AddWorker(w, &choreWorker{f: f})
 	f.registerDigests(w)
+	f.registerEscalation(w)
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[EventArgs]) error {
 		return f.workEvent(ctx, j.Args)
 	}))

@@ -161,7 +161,7 @@ func (f *Flow) withdrawPost(ctx context.Context, orderID string) error {
 	if err != nil || o.MessageID == 0 {
 		return err // not posted yet: postOrder will see the withdrawal
 	}
-	return f.editWithdrawn(ctx, o)
+	return f.eachPost(ctx, o, func(p dispatch.Order) error { return f.editWithdrawn(ctx, p) })
 }
 
 func (f *Flow) editWithdrawn(ctx context.Context, o dispatch.Order) error {
@@ -185,22 +185,33 @@ func (f *Flow) editTaken(ctx context.Context, orderID string) error {
 	if !o.Assigned() || o.MessageID == 0 {
 		return nil
 	}
-	return f.editTakenPost(ctx, o)
+	text, err := f.takenText(ctx, o)
+	if err != nil {
+		return err
+	}
+	return f.eachPost(ctx, o, func(p dispatch.Order) error { return f.editPost(ctx, p, text) })
 }
 
 func (f *Flow) editTakenPost(ctx context.Context, o dispatch.Order) error {
-	_, lead, view, err := f.orderContext(ctx, o, false)
-	var text string
-	switch {
-	case err == nil:
-		text = orderview.Taken(lead, executorView(o), *o.TakenAt, view)
-	case errors.Is(err, amocrm.ErrNotFound):
-		a, _ := f.db.Account(ctx, o.AccountID)
-		text = withLine(o.GroupText, orderview.ExecutorLabel(executorView(o))+" ✅ "+a.Name)
-	default:
+	text, err := f.takenText(ctx, o)
+	if err != nil {
 		return err
 	}
 	return f.editPost(ctx, o, text)
+}
+
+// takenText is a taken order's post: the order with its executor.
+func (f *Flow) takenText(ctx context.Context, o dispatch.Order) (string, error) {
+	_, lead, view, err := f.orderContext(ctx, o, false)
+	switch {
+	case err == nil:
+		return orderview.Taken(lead, executorView(o), *o.TakenAt, view), nil
+	case errors.Is(err, amocrm.ErrNotFound):
+		a, _ := f.db.Account(ctx, o.AccountID)
+		return withLine(o.GroupText, orderview.ExecutorLabel(executorView(o))+" ✅ "+a.Name), nil
+	default:
+		return "", err
+	}
 }
 
 // tidyCopy brings a second post of an order up to date: a sendMessage that
@@ -212,10 +223,14 @@ func (f *Flow) tidyCopy(ctx context.Context, args TidyCopyArgs) error {
 		return errNoBot
 	}
 	o, err := f.db.OrderByID(ctx, args.OrderID)
-	if err != nil || o.MessageID == args.MessageID {
+	chatID := args.ChatID
+	if chatID == 0 {
+		chatID = o.ChatID
+	}
+	if err != nil || (chatID == o.ChatID && o.MessageID == args.MessageID) {
 		return err // the recorded post has its own edits
 	}
-	o.MessageID = args.MessageID
+	o.ChatID, o.MessageID = chatID, args.MessageID
 	switch {
 	case o.Assigned():
 		return f.editTakenPost(ctx, o)

@@ -320,7 +320,8 @@ func (f *Flow) editReleased(ctx context.Context, orderID string) error {
 	if f.unassigned(ctx, o) {
 		key = "order.unassigned"
 	}
-	return f.editPost(ctx, o, withLine(o.GroupText, i18n.T(s.Lang(a), key)))
+	text := withLine(o.GroupText, i18n.T(s.Lang(a), key))
+	return f.eachPost(ctx, o, func(p dispatch.Order) error { return f.editPost(ctx, p, text) })
 }
 
 // takeWriteWait is how long a status write waits for the take's own

@@ -426,6 +426,8 @@ func (s *fakeSender) EditHTMLButtons(_ context.Context, chatID int64, messageID 
 	s.edits = append(s.edits, sent{chatID, messageID, html, rows})
 	return nil
 }
+func (s *fakeSender) DeleteMessage(context.Context, int64, int) error { return nil }
+
 func (s *fakeSender) Reachable(context.Context, int64, time.Duration) (bool, error) { return true, nil }
 
 func (s *fakeSender) last(edits bool) sent {

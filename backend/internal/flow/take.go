@@ -98,19 +98,19 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		return cur, ok
 	}
 	if cur, ok := f.recallDecided(orderID); ok && cur.ChatID == chatID {
-		return f.pressedTaken(ctx, cur, messageID, user), nil
+		return f.pressedTaken(ctx, cur, chatID, messageID, user), nil
 	}
 	if cur, ok := decided(); ok {
-		return f.pressedTaken(ctx, cur, messageID, user), nil
+		return f.pressedTaken(ctx, cur, chatID, messageID, user), nil
 	}
 	unlock := f.lockOrder(orderID)
 	if cur, ok := f.recallDecided(orderID); ok && cur.ChatID == chatID { // decided while this press waited its turn
 		unlock()
-		return f.pressedTaken(ctx, cur, messageID, user), nil
+		return f.pressedTaken(ctx, cur, chatID, messageID, user), nil
 	}
 	if cur, ok := decided(); ok {
 		unlock()
-		return f.pressedTaken(ctx, cur, messageID, user), nil
+		return f.pressedTaken(ctx, cur, chatID, messageID, user), nil
 	}
 	var (
 		o     dispatch.Order
@@ -136,8 +136,8 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		}
 		jobs := []river.JobArgs{EditTakenArgs{AccountID: o.AccountID, OrderID: o.ID}, UpdateLeadArgs{AccountID: o.AccountID, OrderID: o.ID},
 			AddNoteArgs{AccountID: o.AccountID, OrderID: o.ID}}
-		if messageID != 0 && messageID != o.MessageID {
-			jobs = append(jobs, TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID})
+		if isCopy(o, chatID, messageID) {
+			jobs = append(jobs, copyArgs(o, chatID, messageID))
 		}
 		if reachable {
 			jobs = append(jobs, SendContactArgs{AccountID: o.AccountID, RevealID: reveal.ID, TelegramID: user.TelegramID, Winner: true})
@@ -152,9 +152,9 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 	unlock()
 	switch {
 	case errors.Is(err, dispatch.ErrAlreadyTaken):
-		return f.pressedTaken(ctx, o, messageID, user), nil
+		return f.pressedTaken(ctx, o, chatID, messageID, user), nil
 	case errors.Is(err, dispatch.ErrOrderClosed):
-		f.tidyIfCopy(ctx, o, messageID)
+		f.tidyIfCopy(ctx, o, chatID, messageID)
 		return PressResult{Outcome: Closed}, nil
 	case errors.Is(err, dispatch.ErrNotFound):
 		return PressResult{Outcome: Closed}, nil
@@ -227,23 +227,38 @@ func (f *Flow) lockOrder(orderID string) func() {
 }
 
 // pressedTaken is the outcome of a press on an order someone has taken.
-func (f *Flow) pressedTaken(ctx context.Context, o dispatch.Order, messageID int, user dispatch.Executor) PressResult {
-	f.tidyIfCopy(ctx, o, messageID)
+func (f *Flow) pressedTaken(ctx context.Context, o dispatch.Order, chatID int64, messageID int, user dispatch.Executor) PressResult {
+	f.tidyIfCopy(ctx, o, chatID, messageID)
 	if o.TakenBy(user.TelegramID) {
 		return PressResult{Outcome: AlreadyYours}
 	}
 	return PressResult{Outcome: AlreadyTaken}
 }
 
+// isCopy reports whether a pressed message is not the order's recorded post:
+// a copy a timed-out send left, a post a bump replaced, or a post in the
+// fallback chat (whose edits then cost one call more, the same edit).
+func isCopy(o dispatch.Order, chatID int64, messageID int) bool {
+	return o.ID != "" && messageID != 0 && (messageID != o.MessageID || (chatID != 0 && chatID != o.ChatID))
+}
+
+func copyArgs(o dispatch.Order, chatID int64, messageID int) TidyCopyArgs {
+	args := TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID}
+	if chatID != o.ChatID {
+		args.ChatID = chatID
+	}
+	return args
+}
+
 // tidyIfCopy queues the edit of a pressed post that is not the order's
 // recorded one, once the order is decided. Best effort: the next press on the
 // copy asks again.
-func (f *Flow) tidyIfCopy(ctx context.Context, o dispatch.Order, messageID int) {
-	if o.ID == "" || messageID == 0 || messageID == o.MessageID {
+func (f *Flow) tidyIfCopy(ctx context.Context, o dispatch.Order, chatID int64, messageID int) {
+	if !isCopy(o, chatID, messageID) {
 		return
 	}
 	err := f.db.InTx(ctx, func(tx *store.Tx) error {
-		return f.enqueue(ctx, tx, TidyCopyArgs{AccountID: o.AccountID, OrderID: o.ID, MessageID: messageID})
+		return f.enqueue(ctx, tx, copyArgs(o, chatID, messageID))
 	})
 	if err != nil {
 		f.log.Warn("could not queue the edit of a second post", "order_id", o.ID, "message_id", messageID, "err", err)
@@ -270,7 +285,7 @@ func (f *Flow) RequestContact(ctx context.Context, chatID int64, messageID int, 
 		}
 	}
 	if o.Status != dispatch.OrderOpen {
-		f.tidyIfCopy(ctx, o, messageID)
+		f.tidyIfCopy(ctx, o, chatID, messageID)
 	}
 	switch {
 	case o.TakenByOther(user.TelegramID):

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -144,9 +145,17 @@ func TestSettingsConversion(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 	want := dispatch.Settings{Language: "en", ExecutorUsers: map[int64]int64{42: 900},
-		Rules: []dispatch.Rule{{PipelineID: 10, TriggerStageIDs: []int64{101}, FoundStageID: 102, DefaultChatID: -5}}}
+		Rules: []dispatch.Rule{{PipelineID: 10, TriggerStageIDs: []int64{101}, FoundStageID: 102, DefaultChatID: -5,
+			Ladder: dispatch.DefaultLadder()}}} // a client that does not send the ladder gets the default
 	if fmt.Sprint(*w.saved) != fmt.Sprint(want) {
 		t.Errorf("saved %+v, want %+v", *w.saved, want)
+	}
+	// The escalation ladder: minutes (hours for expiry), 0 switches a step off.
+	if status, body := put(`{"rules":[{"pipeline_id":10,"trigger_stage_ids":[101],"default_chat_id":-5,` +
+		`"ladder":{"bump_min":0,"fallback_min":30,"fallback_chat_id":-7,"task_min":45,"expire_hours":6}}]}`); status != 200 ||
+		w.saved.Rules[0].Ladder != (dispatch.Ladder{FallbackAfter: 30 * time.Minute, FallbackChatID: -7, TaskAfter: 45 * time.Minute, ExpireAfter: 6 * time.Hour}) ||
+		!strings.Contains(body, `"ladder":{"bump_min":0,"fallback_min":30,"fallback_chat_id":-7,"task_min":45,"expire_hours":6}`) {
+		t.Errorf("ladder: %d %s, saved %+v", status, body, w.saved.Rules[0].Ladder)
 	}
 	var back SettingsView
 	if err := json.Unmarshal([]byte(body), &back); err != nil || back.ExecutorUsers["42"] != 900 || len(back.Rules) != 1 || back.OrderFieldIDs != nil {

@@ -90,12 +90,32 @@ type (
 		// ("on_way", "started", "done", "released"), null for all.
 		StatusStages  map[string]int64 `json:"status_stages"`
 		StatusButtons []string         `json:"status_buttons"`
+		// Ladder escalates an order nobody takes; null or missing gives
+		// the default (bump after 15 minutes, task after 60).
+		Ladder *LadderView `json:"ladder"`
+	}
+	// LadderView is a pipeline's escalation: minutes after the order opened
+	// (hours for expiry); 0 switches a step off.
+	LadderView struct {
+		BumpMin        int   `json:"bump_min"`
+		FallbackMin    int   `json:"fallback_min"`
+		FallbackChatID int64 `json:"fallback_chat_id"`
+		TaskMin        int   `json:"task_min"`
+		ExpireHours    int   `json:"expire_hours"`
+	}
+	// NextStepView is the earliest scheduled step of the deal's order (a
+	// ladder step: bump, fallback, task, expire; reminders add their kinds).
+	NextStepView struct {
+		Kind string    `json:"kind"`
+		At   time.Time `json:"at"`
 	}
 	DealView struct {
 		LeadID       int64       `json:"lead_id"`
 		TargetChatID int64       `json:"target_chat_id"`
 		Order        *OrderView  `json:"order"`
 		Timeline     []EventView `json:"timeline"`
+		// NextStep is null when nothing is scheduled.
+		NextStep *NextStepView `json:"next_step"`
 	}
 	// EventView is one step of the deal's orders: kind is posted, taken,
 	// on_way, started, done, released, ended or contact.
@@ -164,7 +184,7 @@ func settingsView(s dispatch.Settings) SettingsView {
 		Rules: []RuleView{}, ExecutorUsers: map[string]int64{}}
 	for _, r := range s.Rules {
 		rv := RuleView{PipelineID: r.PipelineID, TriggerStageIDs: nonNil(r.TriggerStageIDs),
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, StatusStages: map[string]int64{}}
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, StatusStages: map[string]int64{}, Ladder: ladderView(r.Ladder)}
 		for st, stage := range r.StatusStages {
 			rv.StatusStages[string(st)] = stage
 		}
@@ -191,7 +211,7 @@ func settingsFrom(v SettingsView) (dispatch.Settings, error) {
 		ContactPolicy: dispatch.ContactPolicy(v.ContactPolicy), DigestChatID: v.DigestChatID}
 	for _, r := range v.Rules {
 		rule := dispatch.Rule{PipelineID: r.PipelineID, TriggerStageIDs: r.TriggerStageIDs,
-			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+			FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, Ladder: ladderFrom(r.Ladder)}
 		for st, stage := range r.StatusStages {
 			if rule.StatusStages == nil {
 				rule.StatusStages = map[dispatch.OrderStatus]int64{}
@@ -228,6 +248,9 @@ func dealView(d service.Deal) DealView {
 	for _, e := range d.Timeline {
 		v.Timeline = append(v.Timeline, EventView{OrderID: e.OrderID, Kind: e.Kind, Actor: e.Actor, At: e.At})
 	}
+	if n := d.NextStep; n != nil {
+		v.NextStep = &NextStepView{Kind: n.Kind, At: n.At}
+	}
 	if o := d.Order; o != nil {
 		v.Order = &OrderView{ID: o.ID, Status: string(o.Status), Chat: ChatRef{ID: o.ChatID, Title: d.ChatTitle}, MessageID: o.MessageID,
 			CreatedAt: o.CreatedAt, TakenAt: o.TakenAt, FailReason: o.FailReason}
@@ -236,4 +259,19 @@ func dealView(d service.Deal) DealView {
 		}
 	}
 	return v
+}
+
+func ladderView(l dispatch.Ladder) *LadderView {
+	return &LadderView{BumpMin: int(l.BumpAfter / time.Minute), FallbackMin: int(l.FallbackAfter / time.Minute),
+		FallbackChatID: l.FallbackChatID, TaskMin: int(l.TaskAfter / time.Minute), ExpireHours: int(l.ExpireAfter / time.Hour)}
+}
+
+// ladderFrom reads a rule's ladder; a client that does not know it (null)
+// gets the default, which Validate then checks like any other.
+func ladderFrom(v *LadderView) dispatch.Ladder {
+	if v == nil {
+		return dispatch.DefaultLadder()
+	}
+	return dispatch.Ladder{BumpAfter: time.Duration(v.BumpMin) * time.Minute, FallbackAfter: time.Duration(v.FallbackMin) * time.Minute,
+		FallbackChatID: v.FallbackChatID, TaskAfter: time.Duration(v.TaskMin) * time.Minute, ExpireAfter: time.Duration(v.ExpireHours) * time.Hour}
 }

@@ -112,6 +112,7 @@ type Deal struct {
 	Order        *dispatch.Order  // the latest order; nil if none
 	ChatTitle    string           // of the order's chat
 	Timeline     []dispatch.Event // every order of the deal, oldest first
+	NextStep     *dispatch.Timer  // the order's earliest scheduled step; nil if none
 }
 
 // botLink is the bot's deep link and command for a link code; nil when the
@@ -287,6 +288,11 @@ func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (De
 	if c, err := w.svc.db.Chat(ctx, o.ChatID); err == nil && c.AccountID == a.ID {
 		d.ChatTitle = c.Title
 	}
+	timers, err := w.svc.db.PendingTimers(ctx, a.ID, o.ID)
+	if err != nil {
+		return d, err
+	}
+	d.NextStep = dispatch.NextTimer(timers...)
 	d.Timeline, err = w.svc.db.LeadEvents(ctx, a.ID, leadID)
 	return d, err
 }

@@ -147,10 +147,11 @@ func (db *DB) Order(ctx context.Context, accountID int64, id string) (dispatch.O
 }
 
 // OrderInChat returns an order by id as seen from a Telegram chat: the chat
-// is the credential of a button press, so an order of another chat is not found.
+// is the credential of a button press, so an order neither posted in the chat
+// nor escalated to it (the fallback chat) is not found.
 func (db *DB) OrderInChat(ctx context.Context, chatID int64, id string) (dispatch.Order, error) {
-	var r orderRow
-	if err := db.gorm.WithContext(ctx).Where("chat_id = ? AND id = ?", chatID, id).Take(&r).Error; err != nil {
+	r, _, err := orderSeenFrom(db.gorm.WithContext(ctx), chatID, id)
+	if err != nil {
 		return dispatch.Order{}, translate(err, "order "+id)
 	}
 	return r.toOrder(), nil
@@ -206,15 +207,23 @@ func (db *DB) RecordMessage(ctx context.Context, id string, messageID int, text 
 // there is nothing to record, so a posting order cannot be taken that way.
 func (tx *Tx) TakeOrder(chatID int64, messageID int, id string, e dispatch.Executor) (dispatch.Order, error) {
 	now := tx.db.utcNow()
-	won, err := moveOrder(tx.g, dispatch.OrderTaken, messageID != 0, "id = ? AND chat_id = ?", []any{id, chatID},
+	r, main, err := orderSeenFrom(tx.g, chatID, id)
+	if err != nil {
+		return dispatch.Order{}, translate(err, "order "+id)
+	}
+	if !main {
+		// A press in the fallback chat: its message is not the order's post,
+		// so it neither proves nor records one.
+		messageID = 0
+	}
+	won, err := moveOrder(tx.g, dispatch.OrderTaken, messageID != 0, "id = ? AND chat_id = ?", []any{id, r.ChatID},
 		map[string]any{"executor_id": e.TelegramID, "executor_name": e.FullName(), "executor_username": e.Username,
 			"taken_at": now, "updated_at": now, "posted_at": postedAt(now),
 			"message_id": gorm.Expr("CASE WHEN message_id = 0 THEN ? ELSE message_id END", messageID)})
 	if err != nil {
 		return dispatch.Order{}, translate(err, "take order")
 	}
-	var r orderRow
-	if err := tx.g.Where("id = ? AND chat_id = ?", id, chatID).Take(&r).Error; err != nil {
+	if err := tx.g.Where("id = ?", id).Take(&r).Error; err != nil {
 		return dispatch.Order{}, translate(err, "order "+id)
 	}
 	if won {

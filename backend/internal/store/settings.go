@@ -32,7 +32,13 @@ type ruleRow struct {
 	DefaultChatID   int64
 	StatusStages    string
 	StatusButtons   string
-	UpdatedAt       time.Time
+	// The escalation ladder (0: a step is off).
+	BumpAfterMin     int
+	FallbackAfterMin int
+	FallbackChatID   int64
+	TaskAfterMin     int
+	ExpireAfterH     int
+	UpdatedAt        time.Time
 }
 
 func (ruleRow) TableName() string { return "dispatch_rules" }
@@ -96,7 +102,8 @@ func (db *DB) Rules(ctx context.Context, accountID int64) ([]dispatch.Rule, erro
 	}
 	var rules []dispatch.Rule
 	for _, r := range rows {
-		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID}
+		rule := dispatch.Rule{PipelineID: r.PipelineID, FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID,
+			Ladder: r.ladder()}
 		if err := json.Unmarshal([]byte(r.TriggerStageIDs), &rule.TriggerStageIDs); err != nil {
 			return nil, translate(err, "rule stages")
 		}
@@ -137,6 +144,7 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 			stages, _ := json.Marshal(nonNil(r.TriggerStageIDs))
 			row := ruleRow{AccountID: s.AccountID, PipelineID: r.PipelineID, TriggerStageIDs: string(stages),
 				FoundStageID: r.FoundStageID, DefaultChatID: r.DefaultChatID, UpdatedAt: now}
+			row.setLadder(r.Ladder)
 			if len(r.StatusStages) > 0 {
 				b, _ := json.Marshal(r.StatusStages)
 				row.StatusStages = string(b)

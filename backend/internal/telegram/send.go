@@ -22,6 +22,9 @@ var (
 	ErrUserUnreachable = errors.New("telegram: user cannot be written to")
 	// ErrMessageGone: the message to edit no longer exists.
 	ErrMessageGone = errors.New("telegram: message not found")
+	// ErrNotDeletable: the bot may not delete the message (older than 48
+	// hours, or another's message without the right to delete it).
+	ErrNotDeletable = errors.New("telegram: message can't be deleted")
 )
 
 // RetryAfterError is a 429: nothing may be sent before After.
@@ -65,6 +68,8 @@ func classify(err error) error {
 			return nil // the edit is already in place
 		case strings.Contains(msg, "chat not found"), strings.Contains(msg, "group chat was deactivated"):
 			return fmt.Errorf("%w: %s", ErrChatGone, msg)
+		case strings.Contains(msg, "message can't be deleted"), strings.Contains(msg, "MESSAGE_DELETE_FORBIDDEN"):
+			return fmt.Errorf("%w: %s", ErrNotDeletable, msg)
 		case strings.Contains(msg, "message to edit not found"), strings.Contains(msg, "message to delete not found"),
 			strings.Contains(msg, "MESSAGE_ID_INVALID"):
 			return fmt.Errorf("%w: %s", ErrMessageGone, msg)
@@ -141,6 +146,17 @@ func (b *Client) EditHTMLButtons(ctx context.Context, chatID int64, messageID in
 		ChatID: chatID, MessageID: messageID, Text: html, ParseMode: models.ParseModeHTML, ReplyMarkup: keyboard(rows),
 		LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &disabled},
 	})
+	return b.flooded(ctx, chatID, classify(err))
+}
+
+// DeleteMessage deletes a message, at the chat's pace like every send.
+func (b *Client) DeleteMessage(ctx context.Context, chatID int64, messageID int) error {
+	if err := b.pace.wait(ctx, chatID); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.o.CallTimeout)
+	defer cancel()
+	_, err := b.api.DeleteMessage(ctx, &botapi.DeleteMessageParams{ChatID: chatID, MessageID: messageID})
 	return b.flooded(ctx, chatID, classify(err))
 }
 
