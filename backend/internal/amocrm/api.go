@@ -189,6 +189,22 @@ func (a *API) GetAccount(ctx context.Context) (Account, error) {
 	return acc, err
 }
 
+// AccountTimezone returns the account's time zone (an IANA name such as
+// "Europe/Moscow") from its date and time settings.
+func (a *API) AccountTimezone(ctx context.Context) (string, error) {
+	var acc struct {
+		Embedded struct {
+			DatetimeSettings struct {
+				Timezone string `json:"timezone"`
+			} `json:"datetime_settings"`
+		} `json:"_embedded"`
+	}
+	if err := a.getOne(ctx, "/api/v4/account", url.Values{"with": {"datetime_settings"}}, &acc); err != nil {
+		return "", err
+	}
+	return acc.Embedded.DatetimeSettings.Timezone, nil
+}
+
 // ListPipelines returns all lead pipelines with their statuses (not paginated by amoCRM).
 func (a *API) ListPipelines(ctx context.Context) ([]Pipeline, error) {
 	return embeddedList[Pipeline](ctx, a, "/api/v4/leads/pipelines", nil, "pipelines")

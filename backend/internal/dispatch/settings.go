@@ -3,6 +3,7 @@ package dispatch
 import (
 	"slices"
 	"strconv"
+	"time"
 )
 
 // amoCRM's closing stages, shared by every pipeline: a deal there is done.
@@ -51,6 +52,12 @@ type Rule struct {
 	// StatusButtons lists the buttons the executor's card shows, from
 	// ExecutorStatuses; nil shows all of them.
 	StatusButtons []OrderStatus
+	// JobTimeFieldID is the deal field (date or date_time) holding the job
+	// time the executor is reminded of; 0: no reminders (see reminders.go).
+	JobTimeFieldID int64
+	// ReminderOffsets are how long before the job time the reminders go
+	// out; nil means DefaultReminderOffsets.
+	ReminderOffsets []time.Duration
 }
 
 // Buttons lists the status buttons of the executor's card, in the card's order.
@@ -228,6 +235,9 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 					rule.StatusButtons = append(rule.StatusButtons, st)
 				}
 			}
+		}
+		if err := r.validateReminders(c, &rule); err != nil {
+			return Settings{}, err
 		}
 		out.Rules = append(out.Rules, rule)
 	}

@@ -108,7 +108,8 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 		if err != nil {
 			return err
 		}
-		jobs := []river.JobArgs{EditTakenArgs{OrderID: o.ID}, UpdateLeadArgs{OrderID: o.ID}, AddNoteArgs{OrderID: o.ID}}
+		jobs := []river.JobArgs{EditTakenArgs{OrderID: o.ID}, UpdateLeadArgs{OrderID: o.ID}, AddNoteArgs{OrderID: o.ID},
+			PlanRemindersArgs{OrderID: o.ID}}
 		if messageID != 0 && messageID != o.MessageID {
 			jobs = append(jobs, TidyCopyArgs{OrderID: o.ID, MessageID: messageID})
 		}

@@ -31,6 +31,8 @@ type ruleRow struct {
 	DefaultChatID   int64
 	StatusStages    string
 	StatusButtons   string
+	JobTimeFieldID  int64
+	ReminderOffsets string
 	UpdatedAt       time.Time
 }
 
@@ -89,6 +91,9 @@ func (db *DB) Settings(ctx context.Context, accountID int64) (dispatch.Settings,
 				return s, translate(err, "rule status buttons")
 			}
 		}
+		if err := readReminders(r, &rule); err != nil {
+			return s, err
+		}
 		s.Rules = append(s.Rules, rule)
 	}
 	var users []executorUserRow
@@ -131,6 +136,7 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 				b, _ := json.Marshal(r.StatusButtons)
 				row.StatusButtons = string(b)
 			}
+			writeReminders(r, &row)
 			if err := tx.Create(&row).Error; err != nil {
 				return err
 			}
