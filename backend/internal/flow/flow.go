@@ -86,7 +86,7 @@ type Flow struct {
 	fields   map[int64]cachedFields
 
 	leadLocks [64]sync.Mutex // striped by lead id
-	zones     zones           // accounts' time zones, for reminders
+	zones     zones          // accounts' time zones, for reminders
 	intake    *intake
 
 	probeMu     sync.Mutex

@@ -58,7 +58,7 @@ func newEnv(t *testing.T, kind dbtest.Kind) *env {
 	e.amo = fakeamocrm.New(fakeamocrm.Options{DisableRateLimit: true})
 	t.Cleanup(e.amo.Close)
 	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest",
-		Users: []fakeamocrm.User{{ID: 71001, Name: "Admin", IsAdmin: true}, {ID: 71002, Name: "Manager"}},
+		Users:      []fakeamocrm.User{{ID: 71001, Name: "Admin", IsAdmin: true}, {ID: 71002, Name: "Manager"}},
 		LeadFields: []fakeamocrm.CustomField{{Name: "Время работ", Type: "date_time"}, {Name: "Дата работ", Type: "date"}}})
 	for _, fd := range acc.LeadFields() {
 		switch fd.Type {

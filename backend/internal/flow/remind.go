@@ -569,4 +569,3 @@ func (f *Flow) reconcileReminders(ctx context.Context, api *amocrm.API, s dispat
 	}
 	return nil
 }
-
