@@ -88,12 +88,26 @@ type (
 		// ("on_way", "started", "done", "released"), null for all.
 		StatusStages  map[string]int64 `json:"status_stages"`
 		StatusButtons []string         `json:"status_buttons"`
+		// JobTimeFieldID is the deal's date or date_time field holding the
+		// job time (0: no reminders); ReminderOffsetsMin are the reminders'
+		// minutes before it, largest first, null for the defaults (1440, 60).
+		JobTimeFieldID     int64   `json:"job_time_field_id"`
+		ReminderOffsetsMin []int64 `json:"reminder_offsets_min"`
 	}
 	DealView struct {
 		LeadID       int64       `json:"lead_id"`
 		TargetChatID int64       `json:"target_chat_id"`
 		Order        *OrderView  `json:"order"`
 		Timeline     []EventView `json:"timeline"`
+		// NextStep is the order's next scheduled step, null if none.
+		NextStep *NextStepView `json:"next_step"`
+	}
+	// NextStepView: kind "reminder" (the executor's next reminder before
+	// the job time); at carries the account's UTC offset, so its clock
+	// time is the account's.
+	NextStepView struct {
+		Kind string    `json:"kind"`
+		At   time.Time `json:"at"`
 	}
 	// EventView is one step of the deal's orders: kind is posted, taken,
 	// on_way, started, done, released, ended or contact.
@@ -172,6 +186,7 @@ func settingsView(s dispatch.Settings) SettingsView {
 				rv.StatusButtons = append(rv.StatusButtons, string(st))
 			}
 		}
+		rv.JobTimeFieldID, rv.ReminderOffsetsMin = reminderViews(r)
 		v.Rules = append(v.Rules, rv)
 	}
 	v.ContactPolicy = string(s.ContactPolicy)
@@ -201,6 +216,7 @@ func settingsFrom(v SettingsView) (dispatch.Settings, error) {
 				rule.StatusButtons = append(rule.StatusButtons, dispatch.OrderStatus(st))
 			}
 		}
+		rule.JobTimeFieldID, rule.ReminderOffsets = reminderRule(r)
 		s.Rules = append(s.Rules, rule)
 	}
 	for tgStr, amoUser := range v.ExecutorUsers {
@@ -222,6 +238,9 @@ func nonNil(ids []int64) []int64 {
 
 func dealView(d service.Deal) DealView {
 	v := DealView{LeadID: d.LeadID, TargetChatID: d.TargetChatID, Timeline: []EventView{}}
+	if d.NextStep != nil {
+		v.NextStep = &NextStepView{Kind: d.NextStep.Kind, At: d.NextStep.At}
+	}
 	for _, e := range d.Timeline {
 		v.Timeline = append(v.Timeline, EventView{OrderID: e.OrderID, Kind: e.Kind, Actor: e.Actor, At: e.At})
 	}
@@ -233,4 +252,31 @@ func dealView(d service.Deal) DealView {
 		}
 	}
 	return v
+}
+
+// reminderViews are a rule's job-time field and offsets in minutes (nil: the defaults).
+func reminderViews(r dispatch.Rule) (int64, []int64) {
+	if r.ReminderOffsets == nil {
+		return r.JobTimeFieldID, nil
+	}
+	mins := []int64{}
+	for _, d := range r.ReminderOffsets {
+		mins = append(mins, int64(d/time.Minute))
+	}
+	return r.JobTimeFieldID, mins
+}
+
+// reminderRule reads a rule's job-time field and offsets from minutes.
+func reminderRule(v RuleView) (int64, []time.Duration) {
+	if v.ReminderOffsetsMin == nil {
+		return v.JobTimeFieldID, nil
+	}
+	offs := []time.Duration{}
+	for _, m := range v.ReminderOffsetsMin {
+		if m < 0 || m > int64(dispatch.MaxReminderOffset/time.Minute) {
+			m = -1 // out of range, and refused as such without overflowing
+		}
+		offs = append(offs, time.Duration(m)*time.Minute)
+	}
+	return v.JobTimeFieldID, offs
 }

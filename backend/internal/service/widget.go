@@ -111,6 +111,13 @@ type Deal struct {
 	Order        *dispatch.Order  // the latest order; nil if none
 	ChatTitle    string           // of the order's chat
 	Timeline     []dispatch.Event // every order of the deal, oldest first
+	NextStep     *NextStep        // the order's next scheduled step; nil if none
+}
+
+// NextStep is what the deal card shows as coming next for the order.
+type NextStep struct {
+	Kind string    // "reminder": the executor's next reminder before the job time
+	At   time.Time // in the account's time zone
 }
 
 // botLink is the bot's deep link and command for a link code; nil when the
@@ -252,7 +259,7 @@ func (w *Widget) catalog(ctx context.Context, accountID int64, s dispatch.Settin
 	if c.Chats, err = w.svc.db.Chats(ctx, accountID); err != nil {
 		return c, err
 	}
-	if s.OrderFieldIDs != nil {
+	if s.OrderFieldIDs != nil || jobTimeFields(s) {
 		if c.Fields, err = w.fields(ctx, api, false); err != nil {
 			return c, err
 		}
@@ -286,8 +293,10 @@ func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (De
 	if c, err := w.svc.db.Chat(ctx, o.ChatID); err == nil && c.AccountID == a.ID {
 		d.ChatTitle = c.Title
 	}
-	d.Timeline, err = w.svc.db.LeadEvents(ctx, a.ID, leadID)
-	return d, err
+	if d.Timeline, err = w.svc.db.LeadEvents(ctx, a.ID, leadID); err != nil {
+		return d, err
+	}
+	return d, w.nextReminder(ctx, o, &d)
 }
 
 // SetDealChat chooses this deal's target chat (0 returns to the default).
