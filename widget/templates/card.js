@@ -21,7 +21,8 @@ define([], function () {
     var timeline = [];
     var EVENTS = {
       posted: 'ui.card.ev_posted', taken: 'ui.card.ev_taken', on_way: 'ui.card.ev_on_way', started: 'ui.card.ev_started',
-      done: 'ui.card.ev_done', released: 'ui.card.ev_released', ended: 'ui.card.ev_ended', contact: 'ui.card.ev_contact'
+      done: 'ui.card.ev_done', released: 'ui.card.ev_released', ended: 'ui.card.ev_ended', contact: 'ui.card.ev_contact',
+      confirmed: 'ui.card.ev_confirmed'
     };
     function who(o) {
       var x = o.executor || {};
@@ -45,6 +46,17 @@ define([], function () {
           '</span> ' + esc(t(EVENTS[e.kind], { actor: e.actor })) + '</li>';
       }
       return h + '</ul></div>';
+    }
+
+    // The order's next scheduled step, "reminder at 09:00": the clock time
+    // is read from the timestamp as the backend wrote it, with the account's
+    // UTC offset, so it is the account's time whatever the browser's zone.
+    var NEXT = { reminder: 'ui.card.next_reminder' };
+    function nextStep(n) {
+      if (!n || !NEXT[n.kind]) { return ''; }
+      var m = /T(\d\d:\d\d)/.exec(String(n.at || ''));
+      if (!m) { return ''; }
+      return '<div class="amodispatch-next amodispatch-next--' + esc(n.kind) + '">' + esc(t(NEXT[n.kind], { time: m[1] })) + '</div>';
     }
 
     function status(o) {
@@ -85,7 +97,7 @@ define([], function () {
           if (c.active || sel) { opts += option(c.id, c.title, sel); }
         }
         var active = st === 'open' || st === 'posting';
-        var h = '<div class="amodispatch-order amodispatch-order--' + esc(st) + '">' + esc(status(o)) + '</div>' +
+        var h = '<div class="amodispatch-order amodispatch-order--' + esc(st) + '">' + esc(status(o)) + '</div>' + nextStep(deal.next_step) +
           '<label class="amodispatch-label">' + esc(t('ui.card.target_chat')) +
           ' <select class="amodispatch-select amodispatch-target-chat">' + opts + '</select></label><div class="amodispatch-actions">';
         if (!o || st === 'withdrawn' || st === 'failed') {

@@ -190,7 +190,7 @@ func TestTakeRace(t *testing.T) {
 		if got.Status != dispatch.OrderTaken || got.ExecutorID != int64(7000+winner) {
 			t.Errorf("order %s by %d, want taken by %d", got.Status, got.ExecutorID, 7000+winner)
 		}
-		for _, kind := range []string{EditTakenArgs{}.Kind(), UpdateLeadArgs{}.Kind(), AddNoteArgs{}.Kind()} {
+		for _, kind := range []string{EditTakenArgs{}.Kind(), UpdateLeadArgs{}.Kind(), AddNoteArgs{}.Kind(), PlanRemindersArgs{}.Kind()} {
 			if n := e.jobs(t, kind); n != 1 {
 				t.Errorf("%d %s jobs, want 1", n, kind)
 			}
