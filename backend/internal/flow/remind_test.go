@@ -432,3 +432,30 @@ func TestJobTime(t *testing.T) {
 		}
 	}
 }
+
+// A moved job time whose webhook amoCRM lost is caught by the reconciler's
+// pass: one paged read of the deals with live plans, the plan moves.
+func TestReconcilerMovesLostJobTimes(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
+		first := t0.Add(48 * time.Hour)
+		e, o, _, _ := remindEnv(t, kind, t0, first)
+		ctx := context.Background()
+		if err := e.f.planReminders(ctx, o.ID); err != nil {
+			t.Fatal(err)
+		}
+		moved := first.Add(3 * time.Hour)
+		e.setJobTime(t, moved) // no webhook reaches the backend
+		e.amo.ResetRequests()
+		if err := e.f.reconcileAccount(ctx, ReconcileAccountArgs{AccountID: e.accountID}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.db.LivePlan(ctx, o.ID)
+		if err != nil || !p.JobAt.Equal(moved) {
+			t.Fatalf("live plan at %v (%v), want %v", p.JobAt, err, moved)
+		}
+		// The search stages' list and one read of the deals with plans.
+		if n := len(e.amo.Requests(fakeamocrm.RequestFilter{})); n != 2 {
+			t.Errorf("%d amoCRM requests, want 2", n)
+		}
+	})
+}
