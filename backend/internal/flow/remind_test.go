@@ -132,7 +132,15 @@ func (s *fakeSender) reminders() []sent {
 	return out
 }
 
-var t0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+// t0 is tomorrow 08:00 UTC: ahead of the store's own (wall) clock, which
+// decides which plans the reconciler still looks at.
+var t0 = time.Now().UTC().Truncate(24 * time.Hour).Add(32 * time.Hour)
+
+// mskText is a job time as a Russian reminder writes it.
+func mskText(at time.Time) string {
+	msk, _ := time.LoadLocation("Europe/Moscow")
+	return at.In(msk).Format("02.01.2006 в 15:04")
+}
 
 // A take two days ahead: a reminder a day before and an hour before, each
 // once however often its job runs or the plan is made again; each with
@@ -158,7 +166,7 @@ func TestRemindersOncePerOffset(t *testing.T) {
 		clock.Set(jobAt.Add(-24 * time.Hour))
 		e.runDue(t, clock)
 		got := tg.reminders()
-		if len(got) != 1 || got[0].chatID != execMapped || !strings.Contains(got[0].text, "03.12.2026 в 11:00") {
+		if len(got) != 1 || got[0].chatID != execMapped || !strings.Contains(got[0].text, mskText(jobAt)) {
 			t.Fatalf("a day before: %+v", got)
 		}
 		if want := []string{"m:c" + o.ID, "m:r" + o.ID}; !slices.Equal(data(got[0].rows), want) {
@@ -233,7 +241,7 @@ func TestRemindersFollowTheJobTime(t *testing.T) {
 		clock.Set(moved.Add(-time.Hour))
 		e.runDue(t, clock)
 		got := tg.reminders()
-		if len(got) != 2 || !strings.Contains(got[0].text, "04.12.2026 в 17:00") {
+		if len(got) != 2 || !strings.Contains(got[0].text, mskText(moved)) {
 			t.Fatalf("reminders for the new time: %d %+v", len(got), got)
 		}
 		// Cleared: the plan is cancelled, its check does nothing.
@@ -419,7 +427,7 @@ func TestJobTime(t *testing.T) {
 		ok       bool
 	}{
 		{"date_time", lead("date_time", float64(t0.Unix())), msk, t0, false, true},
-		{"date_time as a string", lead("date_time", "2026-12-01T11:00:00+03:00"), msk, t0, false, true},
+		{"date_time as a string", lead("date_time", t0.In(msk).Format(time.RFC3339)), msk, t0, false, true},
 		{"date, local midnight", lead("date", day(msk)), msk, time.Date(2026, 12, 3, 9, 0, 0, 0, msk), true, true},
 		{"date, UTC midnight", lead("date", day(time.UTC)), msk, time.Date(2026, 12, 3, 9, 0, 0, 0, msk), true, true},
 		{"date, UTC midnight west", lead("date", day(time.UTC)), ny, time.Date(2026, 12, 3, 9, 0, 0, 0, ny), true, true},

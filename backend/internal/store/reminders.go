@@ -188,13 +188,14 @@ func (db *DB) NextReminder(ctx context.Context, orderID string) (dispatch.Remind
 }
 
 // LivePlans lists an account's live plans of orders still in their
-// executor's hands, for the reconciler's look at job times.
+// executor's hands whose job time is still ahead, soonest first, at most a
+// page of amoCRM deals: the reconciler's look at job times.
 func (db *DB) LivePlans(ctx context.Context, accountID int64) ([]dispatch.ReminderPlan, error) {
 	var rows []reminderPlanRow
-	err := db.gorm.WithContext(ctx).Where("account_id = ? AND cancelled_at IS NULL AND order_id IN (?)", accountID,
+	err := db.gorm.WithContext(ctx).Where("account_id = ? AND cancelled_at IS NULL AND job_at > ? AND order_id IN (?)", accountID, db.utcNow(),
 		db.gorm.Model(&orderRow{}).Select("id").Where("account_id = ? AND status IN ?", accountID,
 			statusStrings(dispatch.Sources(dispatch.OrderDone, false)))).
-		Order("created_at").Limit(500).Find(&rows).Error
+		Order("job_at").Limit(250).Find(&rows).Error
 	if err != nil {
 		return nil, translate(err, "live reminder plans")
 	}
