@@ -80,9 +80,18 @@ func setJobTime(t testing.TB, e *env, accountID, leadID, fieldID int64, at time.
 // reminderTexts are the reminders the bot sent a user, oldest first.
 func reminderTexts(e *env, userID int64) []string {
 	var out []string
-	for _, text := range botTexts(e, userID) {
-		if strings.Contains(text, "Напоминание") {
-			out = append(out, text)
+	for _, m := range reminders(e, userID, "") {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// reminders are the bot's reminders to a user about a deal ("": any).
+func reminders(e *env, userID int64, deal string) []faketelegram.Message {
+	var out []faketelegram.Message
+	for _, m := range e.tg.Messages(userID) {
+		if m.From != nil && m.From.ID == e.tg.Bot().ID && strings.Contains(m.Text, "Напоминание") && strings.Contains(m.Text, deal) {
+			out = append(out, m)
 		}
 	}
 	return out
@@ -93,11 +102,14 @@ func reminderTexts(e *env, userID int64) []string {
 func steady() { time.Sleep(7 * time.Second) }
 
 // The reminders through the real backend, River's scheduler and both fakes
-// on a controlled clock: the job time moved in amoCRM after the take moves
-// the reminders (the old times send nothing); a reminder a day before and
-// one an hour before, each once, with a restart of the backend between
-// them; the deal card shows the next one; no confirmation 30 minutes before
-// the job time makes one task and one note.
+// on a controlled clock, for two deals an executor took: the job time of
+// one moved in amoCRM after the take moves its reminders (the old times
+// send nothing); a reminder a day before and one an hour before, each once,
+// with a restart of the backend between them; the deal card shows the next
+// one; "Confirm" pressed in Telegram on one deal's reminder (and a forged
+// press of the other's confirmation, which changes nothing); 30 minutes
+// before the job time the unconfirmed deal gets one task and one note, the
+// confirmed one none.
 func TestRemindersBeforeTheJobTime(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, kind dbtest.Kind) {
 		clock := newTestClock()
@@ -106,29 +118,30 @@ func TestRemindersBeforeTheJobTime(t *testing.T) {
 		ctx := context.Background()
 		tn := newTenant(t, e, b, 44000000, "reminded", "ru", 4000)
 		field := tn.jobTimeField(t, e, b)
-		lead := tn.newLead(t, e, "Сборка шкафа")
 		first := clock.Now().Add(48 * time.Hour).Truncate(time.Minute)
-		setJobTime(t, e, tn.acc.ID, lead.ID, field, first)
-		tn.toSearch(t, e, lead.ID)
-		o := tn.postedOrder(t, b, lead.ID)
-		post := orderPosts(e, tn.group.ID)[0]
+		moved := first.Add(36 * time.Hour)
 		executor := e.tg.AddUser("Иван", "", "ivan_remind")
 		e.tg.UserStartsBot(executor.ID, "")
-		if _, err := e.tg.PressButton(tn.group.ID, post.MessageID, executor.ID, buttonsOf(t, post)[1].CallbackData); err != nil {
-			t.Fatal(err)
+		take := func(name string, at time.Time) (fakeamocrm.Lead, dispatch.Order) {
+			lead := tn.newLead(t, e, name)
+			setJobTime(t, e, tn.acc.ID, lead.ID, field, at)
+			tn.toSearch(t, e, lead.ID)
+			o := tn.postedOrder(t, b, lead.ID)
+			posts := orderPosts(e, tn.group.ID)
+			post := posts[len(posts)-1]
+			if _, err := e.tg.PressButton(tn.group.ID, post.MessageID, executor.ID, buttonsOf(t, post)[1].CallbackData); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "reminders planned after the take of "+name, func() bool {
+				p, err := b.Store().LivePlan(ctx, o.ID)
+				return err == nil && p.JobAt.Equal(at)
+			})
+			return lead, o
 		}
-		var plan dispatch.ReminderPlan
-		eventually(t, "reminders planned after the take", func() bool {
-			var err error
-			plan, err = b.Store().LivePlan(ctx, o.ID)
-			return err == nil
-		})
-		if !plan.JobAt.Equal(first) {
-			t.Fatalf("planned for %v, want %v", plan.JobAt, first)
-		}
+		lead, o := take("Сборка шкафа", first)
+		leadB, oB := take("Покраска стен", moved)
 
-		// The manager moves the job a day and a half later.
-		moved := first.Add(36 * time.Hour)
+		// The manager moves the first job a day and a half later.
 		setJobTime(t, e, tn.acc.ID, lead.ID, field, moved)
 		eventually(t, "reminders moved with the job time", func() bool {
 			p, err := b.Store().LivePlan(ctx, o.ID)
@@ -143,22 +156,38 @@ func TestRemindersBeforeTheJobTime(t *testing.T) {
 			t.Fatalf("reminders for the old job time: %q", got)
 		}
 
-		// The day before the new time: one reminder, with its buttons.
+		// The day before the new time: one reminder each, with its buttons.
 		clock.Advance(moved.Add(-24*time.Hour).Sub(clock.Now()) + time.Second)
-		eventually(t, "the day-before reminder", func() bool { return len(reminderTexts(e, executor.ID)) == 1 })
+		eventually(t, "the day-before reminders", func() bool { return len(reminderTexts(e, executor.ID)) == 2 })
 		when := moved.In(mustZone(t, "Europe/Moscow")).Format("02.01.2006 в 15:04")
-		if got := reminderTexts(e, executor.ID)[0]; !strings.Contains(got, when) || !strings.Contains(got, "Сборка шкафа") {
-			t.Errorf("reminder %q, want the job time %s and the order", got, when)
+		rem, remB := reminders(e, executor.ID, "Сборка шкафа"), reminders(e, executor.ID, "Покраска стен")
+		if len(rem) != 1 || len(remB) != 1 || !strings.Contains(rem[0].Text, when) {
+			t.Fatalf("reminders %q, want one per deal with the job time %s", reminderTexts(e, executor.ID), when)
 		}
-		var rem faketelegram.Message
-		for _, m := range e.tg.Messages(executor.ID) {
-			if strings.Contains(m.Text, "Напоминание") {
-				rem = m
-			}
-		}
-		if got := buttonsOf(t, rem); len(got) != 2 || got[0].CallbackData != "m:c"+o.ID || got[1].CallbackData != "m:r"+o.ID {
+		if got := buttonsOf(t, rem[0]); len(got) != 2 || got[0].CallbackData != "m:c"+o.ID || got[1].CallbackData != "m:r"+o.ID {
 			t.Errorf("reminder buttons %+v, want Confirm and Release", got)
 		}
+		// The executor confirms the second deal in Telegram; a modified
+		// client sends the first deal's confirmation on that message.
+		if _, err := e.tg.PressButton(executor.ID, remB[0].MessageID, executor.ID, "m:c"+oB.ID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the confirmation recorded and shown", func() bool {
+			p, err := b.Store().LivePlan(ctx, oB.ID)
+			r := reminders(e, executor.ID, "Покраска стен")
+			return err == nil && p.ConfirmedAt != nil && len(r) == 1 && strings.Contains(r[0].Text, "Вы подтвердили")
+		})
+		if _, err := e.tg.ForgePress(executor.ID, remB[0].MessageID, executor.ID, "m:c"+o.ID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the confirmation noted in the deal", func() bool {
+			for _, n := range e.amo.Notes(tn.acc.ID, leadB.ID) {
+				if strings.Contains(n.Text(), "подтвердил заказ") {
+					return true
+				}
+			}
+			return false
+		})
 		// The deal card names the next reminder, in the account's time (once
 		// the sent one is recorded, just after Telegram took it).
 		wantAt := moved.Add(-time.Hour).In(mustZone(t, "Europe/Moscow")).Format(time.RFC3339)
@@ -173,14 +202,20 @@ func TestRemindersBeforeTheJobTime(t *testing.T) {
 		b.stop(t)
 		b = e.start()
 		clock.Advance(moved.Add(-time.Hour).Sub(clock.Now()) + time.Second)
-		eventually(t, "the hour-before reminder after a restart", func() bool { return len(reminderTexts(e, executor.ID)) == 2 })
+		eventually(t, "the hour-before reminders after a restart", func() bool { return len(reminderTexts(e, executor.ID)) == 4 })
 
 		// No confirmation: one task for the responsible user and one note.
 		clock.Advance(moved.Add(-30*time.Minute).Sub(clock.Now()) + time.Second)
 		eventually(t, "a task for the missing confirmation", func() bool { return len(e.amo.Tasks(tn.acc.ID, lead.ID)) == 1 })
 		steady()
-		if n := len(reminderTexts(e, executor.ID)); n != 2 {
-			t.Errorf("%d reminders, want one per offset", n)
+		if n, nB := len(reminders(e, executor.ID, "Сборка шкафа")), len(reminders(e, executor.ID, "Покраска стен")); n != 2 || nB != 2 {
+			t.Errorf("%d and %d reminders, want one per offset and deal", n, nB)
+		}
+		if p, _ := b.Store().LivePlan(ctx, o.ID); p.ConfirmedAt != nil {
+			t.Error("the forged press confirmed the first deal")
+		}
+		if n := len(e.amo.Tasks(tn.acc.ID, leadB.ID)); n != 0 {
+			t.Errorf("%d tasks for the confirmed deal", n)
 		}
 		tasks := e.amo.Tasks(tn.acc.ID, lead.ID)
 		l, _ := e.amo.Lead(tn.acc.ID, lead.ID)
