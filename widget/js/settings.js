@@ -14,6 +14,20 @@ define(['jquery'], function ($) {
       return $els.map(function () { return Number($(this).val()); }).get();
     }
 
+    // offsets reads "24, 1.5" (hours before the job time, separated by
+    // commas or spaces) as minutes; empty is null, the backend's defaults.
+    // What is not a number goes as -1, for the backend to refuse.
+    function offsets(text) {
+      var parts = String(text || '').split(/[,;\s]+/);
+      var out = [];
+      for (var i = 0; i < parts.length; i++) {
+        if (!parts[i]) { continue; }
+        var h = Number(parts[i]);
+        out.push(isFinite(h) ? Math.round(h * 60) : -1);
+      }
+      return out.length ? out : null;
+    }
+
     // collect reads the form into the API's settings object, keeping any
     // field this page does not edit.
     function collect($host, base) {
@@ -41,6 +55,8 @@ define(['jquery'], function ($) {
           default_chat_id: Number($r.find('.amodispatch-default-chat').val()) || 0,
           status_stages: stages,
           status_buttons: $r.find('.amodispatch-status-button:checked').map(function () { return $(this).val(); }).get(),
+          job_time_field_id: Number($r.find('.amodispatch-job-time-field').val()) || 0,
+          reminder_offsets_min: offsets($r.find('.amodispatch-reminder-hours').val()),
           ladder: {
             bump_min: Number($r.find('.amodispatch-ladder-bump').val()) || 0,
             fallback_min: Number($r.find('.amodispatch-ladder-fallback').val()) || 0,

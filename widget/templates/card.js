@@ -22,7 +22,8 @@ define([], function () {
     var EVENTS = {
       posted: 'ui.card.ev_posted', taken: 'ui.card.ev_taken', on_way: 'ui.card.ev_on_way', started: 'ui.card.ev_started',
       done: 'ui.card.ev_done', released: 'ui.card.ev_released', ended: 'ui.card.ev_ended', contact: 'ui.card.ev_contact',
-      untaken: 'ui.card.ev_untaken', expired: 'ui.card.ev_expired'
+      untaken: 'ui.card.ev_untaken', expired: 'ui.card.ev_expired',
+      confirmed: 'ui.card.ev_confirmed'
     };
     // The order's next scheduled step ({kind, at} from the backend): each
     // kind names its text; a kind this version does not know is not shown.
@@ -62,6 +63,17 @@ define([], function () {
           '</span> ' + esc(t(EVENTS[e.kind], { actor: e.actor })) + '</li>';
       }
       return h + '</ul></div>';
+    }
+
+    // The order's next scheduled step, "reminder at 09:00": the clock time
+    // is read from the timestamp as the backend wrote it, with the account's
+    // UTC offset, so it is the account's time whatever the browser's zone.
+    var NEXT = { reminder: 'ui.card.next_reminder' };
+    function nextStep(n) {
+      if (!n || !NEXT[n.kind]) { return ''; }
+      var m = /T(\d\d:\d\d)/.exec(String(n.at || ''));
+      if (!m) { return ''; }
+      return '<div class="amodispatch-next amodispatch-next--' + esc(n.kind) + '">' + esc(t(NEXT[n.kind], { time: m[1] })) + '</div>';
     }
 
     function status(o) {

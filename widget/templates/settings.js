@@ -79,7 +79,8 @@ define([], function () {
           if (c.active || sel) { chatOpts += option(c.id, c.title, sel); }
         }
         h += '<label class="amodispatch-label">' + esc(t('ui.advanced.default_chat')) +
-          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label>' + statuses(p, rule) + ladder(st, rule) + '</div>';
+          ' <select class="amodispatch-select amodispatch-default-chat">' + chatOpts + '</select></label>' + statuses(p, rule) +
+          reminders(st, rule) + ladder(st, rule) + '</div>';
       }
       return h + '</section>';
     }
@@ -137,6 +138,28 @@ define([], function () {
         ' <select class="amodispatch-select amodispatch-ladder-fallback-chat">' + chatOpts + '</select></label>' +
         num('task', 'ui.advanced.ladder_task', l.task_min, 'ui.advanced.ladder_min', 10080) +
         num('expire', 'ui.advanced.ladder_expire', l.expire_hours, 'ui.advanced.ladder_hours', 720) + '</fieldset>';
+    }
+    // Per pipeline: the deal field holding the job time (date or date_time)
+    // and how many hours before it the executor is reminded; offsets come
+    // and go in minutes (null: the backend's defaults, 24 h and 1 h).
+    function hours(mins) {
+      var out = [];
+      for (var i = 0; i < mins.length; i++) { out.push(String(Math.round(mins[i] / 6) / 10)); }
+      return out.join(', ');
+    }
+    function reminders(st, rule) {
+      var opts = option(0, t('ui.advanced.job_time_none'), !rule.job_time_field_id);
+      for (var i = 0; i < (st.fields || []).length; i++) {
+        var f = st.fields[i];
+        var sel = String(rule.job_time_field_id) === String(f.id);
+        if (f.type === 'date' || f.type === 'date_time' || sel) { opts += option(f.id, f.name, sel); }
+      }
+      var offs = rule.reminder_offsets_min ? hours(rule.reminder_offsets_min) : '';
+      return '<div class="amodispatch-reminders"><label class="amodispatch-label">' + esc(t('ui.advanced.job_time_field')) +
+        ' <select class="amodispatch-select amodispatch-job-time-field">' + opts + '</select></label>' +
+        '<label class="amodispatch-label">' + esc(t('ui.advanced.reminder_hours')) +
+        ' <input type="text" class="amodispatch-input amodispatch-reminder-hours" placeholder="24, 1" value="' + esc(offs) + '"></label>' +
+        '<p class="amodispatch-muted">' + esc(t('ui.advanced.reminder_hint')) + '</p></div>';
     }
 
     function contactPolicy(st) {

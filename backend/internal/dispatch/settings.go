@@ -3,6 +3,7 @@ package dispatch
 import (
 	"slices"
 	"strconv"
+	"time"
 )
 
 // amoCRM's closing stages, shared by every pipeline: a deal there is done.
@@ -56,6 +57,12 @@ type Rule struct {
 	StatusButtons []OrderStatus
 	// Ladder escalates an order nobody takes (see escalation.go).
 	Ladder Ladder
+	// JobTimeFieldID is the deal field (date or date_time) holding the job
+	// time the executor is reminded of; 0: no reminders (see reminders.go).
+	JobTimeFieldID int64
+	// ReminderOffsets are how long before the job time the reminders go
+	// out; nil means DefaultReminderOffsets.
+	ReminderOffsets []time.Duration
 }
 
 // Buttons lists the status buttons of the executor's card, in the card's order.
@@ -240,6 +247,9 @@ func (s Settings) Validate(c Catalog) (Settings, error) {
 					rule.StatusButtons = append(rule.StatusButtons, st)
 				}
 			}
+		}
+		if err := r.validateReminders(c, &rule); err != nil {
+			return Settings{}, err
 		}
 		out.Rules = append(out.Rules, rule)
 	}

@@ -63,7 +63,13 @@ type testClock struct {
 	now time.Time
 }
 
-func newTestClock() *testClock { return &testClock{now: time.Now()} }
+// newTestClock starts at the wall clock's millisecond. Whole: PostgreSQL
+// rounds a timestamp's nanoseconds to microseconds when River stores a job's
+// scheduled_at, while the "now" River fetches with is sent truncated, so a
+// job inserted at a frozen clock's fractional microsecond was due half a
+// microsecond after "now" and never ran until the clock moved (about every
+// second start of TestDispatchOnAControlledClock on PostgreSQL).
+func newTestClock() *testClock { return &testClock{now: time.Now().Truncate(time.Millisecond)} }
 
 func (c *testClock) Now() time.Time {
 	c.mu.Lock()

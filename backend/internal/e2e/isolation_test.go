@@ -278,6 +278,8 @@ func TestWidgetTenantIsolation(t *testing.T) {
 				{"B's stage for a status", 0, "/api/widget/settings", fmt.Sprintf(`{"rules":[{"pipeline_id":%d,"trigger_stage_ids":[%d],"status_stages":{"on_way":%d}}]}`,
 					ta.pipeline, ta.statusByIndex(1), tb.statusByIndex(2)), 400},
 				{"B's deal field", 0, "/api/widget/settings", fmt.Sprintf(`{"order_field_ids":[%d]}`, tb.acc.ID+10), 400},
+				{"B's deal field as the job time", 0, "/api/widget/settings", fmt.Sprintf(`{"rules":[{"pipeline_id":%d,"trigger_stage_ids":[%d],"job_time_field_id":%d}]}`,
+					ta.pipeline, ta.statusByIndex(1), tb.acc.ID+10), 400},
 				{"B's amoCRM user", 0, "/api/widget/settings", fmt.Sprintf(`{"executor_users":{"%d":%d}}`, courier.ID, tb.amoUser), 400},
 				{"B's chat for the weekly digest", 0, "/api/widget/settings", fmt.Sprintf(`{"digest_chat_id":%d}`, tb.group.ID), 400},
 			},

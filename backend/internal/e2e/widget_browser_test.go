@@ -14,6 +14,7 @@ import (
 	"github.com/amodispatch/amodispatch/backend/internal/dispatch"
 	"github.com/amodispatch/amodispatch/backend/internal/fakeamocrm"
 	"github.com/amodispatch/amodispatch/backend/internal/faketelegram"
+	"github.com/amodispatch/amodispatch/backend/internal/store"
 )
 
 // linkSecondGroup links another Telegram group to the tenant's account with
@@ -54,6 +55,16 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		s0.ExecutorUsers = map[int64]int64{courier.ID: tn.acc.ID + 1}
 		if err := b.Store().SaveSettings(ctx, s0); err != nil {
 			t.Fatal(err)
+		}
+
+		// A date_time deal field mapped as the job time (the defaults).
+		jobField := tn.jobTimeField(t, e, b)
+		s0, err = b.Store().Settings(ctx, tn.acc.ID)
+		if err != nil || s0.ExecutorUsers[courier.ID] != tn.acc.ID+1 {
+			s0.ExecutorUsers = map[int64]int64{courier.ID: tn.acc.ID + 1}
+			if err := b.Store().SaveSettings(ctx, s0); err != nil {
+				t.Fatal(err)
+			}
 		}
 
 		page := newWidgetPage(t, e, b, tn.acc, tn.acc.ID+1)
@@ -136,6 +147,16 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		br.selectValue(t, rule+" .amodispatch-ladder-fallback-chat", tn.group.ID)
 		br.setInput(t, rule+" .amodispatch-ladder-task", 90)
 		br.setInput(t, rule+" .amodispatch-ladder-expire", 24)
+		// Reminders: only date fields are offered for the job time, the
+		// mapped one selected; the admin asks for 3 and 1.5 hours before.
+		jobOpts := evalAs[[]string](t, br, `Array.from(document.querySelectorAll('`+rule+` .amodispatch-job-time-field option')).map(function(e){return e.value})`)
+		if want := []string{"0", fmt.Sprint(jobField)}; !slices.Equal(jobOpts, want) {
+			t.Fatalf("job-time field choices %v, want %v (no text or numeric field)", jobOpts, want)
+		}
+		if v := evalAs[string](t, br, `document.querySelector('`+rule+` .amodispatch-job-time-field').value`); v != fmt.Sprint(jobField) {
+			t.Fatalf("mapped job-time field not selected: %q", v)
+		}
+		evalAs[bool](t, br, `(function(){ document.querySelector('`+rule+` .amodispatch-reminder-hours').value = '3, 1.5'; return true; })()`)
 		br.click(t, ".amodispatch-save")
 		br.waitText(t, root+" .amodispatch-status", "Настройки сохранены")
 
@@ -157,6 +178,9 @@ func TestWidgetBrowserAdvancedSettings(t *testing.T) {
 		}
 		if s.DigestChatID != second.ID {
 			t.Fatalf("digest chat %d, want %d", s.DigestChatID, second.ID)
+		}
+		if r := s.Rules[0]; r.JobTimeFieldID != jobField || fmt.Sprint(r.ReminderOffsets) != "[3h0m0s 1h30m0s]" {
+			t.Fatalf("stored reminders: field %d offsets %v", r.JobTimeFieldID, r.ReminderOffsets)
 		}
 		if r := s.Rules[0]; r.StatusStages[dispatch.OrderOnWay] != tn.statusByIndex(2) || len(r.StatusStages) != 1 ||
 			fmt.Sprint(r.StatusButtons) != "[on_way done released]" || s.ContactPolicy != dispatch.ContactExecutorOnly {
@@ -273,9 +297,26 @@ func TestWidgetBrowserDealCard(t *testing.T) {
 			d, err := b.Store().ActiveOrder(ctx, tn.acc.ID, lead.ID)
 			return err != nil || d.Status == dispatch.OrderTaken
 		})
+		// The executor has reminders ahead (as a plan made from the deal's
+		// job time would be): the panel names the next one in the account's
+		// time, whatever the browser's zone.
+		taken, err := b.Store().LatestOrder(ctx, tn.acc.ID, lead.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobAt := time.Now().Add(48 * time.Hour).Truncate(time.Minute)
+		if err := b.Store().InTx(ctx, func(tx *store.Tx) error {
+			_, _, _, err := tx.ReplacePlan(dispatch.ReminderPlan{AccountID: tn.acc.ID, OrderID: taken.ID, LeadID: lead.ID, JobAt: jobAt,
+				TimeZone: "Asia/Yekaterinburg"}, dispatch.PlanSteps(jobAt, time.Now(), dispatch.DefaultReminderOffsets))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 		br.run(t, chromedp.Reload())
 		br.waitReady(t, card)
 		br.waitText(t, card+" .amodispatch-order", "Taken by Anna Smirnova @anna_courier")
+		br.waitText(t, card+" .amodispatch-next--reminder",
+			"Reminder to the executor at "+jobAt.Add(-24*time.Hour).In(mustZone(t, "Asia/Yekaterinburg")).Format("15:04"))
 		br.screenshot(t, kind, "#widgets_block", "deal_card_taken")
 		br.noScriptErrors(t)
 

@@ -419,9 +419,13 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request, acc *acco
 		body["version"] = 1
 	}
 	if hasWith(q, "datetime_settings") {
+		tz, offset := acc.timezone, "+03:00"
+		if loc, err := time.LoadLocation(tz); err == nil {
+			offset = s.now().In(loc).Format("-07:00")
+		}
 		body["_embedded"] = map[string]any{"datetime_settings": map[string]any{
 			"date_pattern": "d.m.Y H:i", "short_date_pattern": "d.m.Y", "short_time_pattern": "H:i",
-			"date_format": "d.m.Y", "time_format": "H:i:s", "timezone": "Europe/Moscow", "timezone_offset": "+03:00",
+			"date_format": "d.m.Y", "time_format": "H:i:s", "timezone": tz, "timezone_offset": offset,
 		}}
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -129,6 +129,9 @@ type AccountSpec struct {
 	Currency  string // default RUB
 	Country   string // default RU
 	Language  string // ru or en, default ru
+	// Timezone is the account's time zone (datetime_settings), an IANA
+	// name; default Europe/Moscow.
+	Timezone string
 	// APIUserID is the user on whose behalf the integration acts (the one who
 	// installed it): it becomes updated_by / modified_user_id of API changes.
 	// Default: the first user.
@@ -205,6 +208,7 @@ type account struct {
 	currency  string
 	country   string
 	language  string
+	timezone  string
 	createdAt time.Time
 	apiUserID int64
 
@@ -402,6 +406,7 @@ func (s *Server) AddAccount(spec AccountSpec) *Account {
 		currency:  def(spec.Currency, "RUB"),
 		country:   def(spec.Country, "RU"),
 		language:  def(spec.Language, "ru"),
+		timezone:  def(spec.Timezone, "Europe/Moscow"),
 		createdAt: now.Add(-365 * 24 * time.Hour),
 		leads:     map[int64]*Lead{},
 		contacts:  map[int64]*Contact{},

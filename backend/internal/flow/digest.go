@@ -46,22 +46,18 @@ func (f *Flow) now() time.Time {
 	return time.Now()
 }
 
-// accountZone is the account's time zone from amoCRM (UTC when Go does not
-// know it).
+// accountZone is the account's time zone from amoCRM (cached with the
+// reminders' zones).
 func (f *Flow) accountZone(ctx context.Context, accountID int64) (*time.Location, error) {
 	api, err := f.o.CRM.API(ctx, accountID)
 	if err != nil {
 		return nil, err
 	}
-	name, err := api.Timezone(ctx)
+	name, err := f.zoneName(ctx, api, accountID)
 	if err != nil {
 		return nil, err
 	}
-	loc, err := time.LoadLocation(name)
-	if err != nil || name == "" {
-		return time.UTC, nil
-	}
-	return loc, nil
+	return time.LoadLocation(name)
 }
 
 // checkDigests queues the digests due: Monday from DigestHour in the

@@ -342,6 +342,10 @@ func (f *Flow) followExecutor(ctx context.Context, api *amocrm.API, args Dispatc
 	if gone || lead.PipelineID != o.PipelineID || !rule.FlowStage(lead.StatusID) || backToSearch {
 		return lead, f.endUnderExecutor(ctx, o)
 	}
+	// A moved job time moves the reminders (the deal was just read).
+	if err := f.followJobTime(ctx, api, o, s, lead); err != nil {
+		return lead, err
+	}
 	if args.Refresh {
 		return lead, f.db.InTx(ctx, func(tx *store.Tx) error {
 			return f.enqueue(ctx, tx, RefreshCardArgs{AccountID: o.AccountID, OrderID: o.ID})

@@ -141,6 +141,7 @@ type Flow struct {
 
 	leadLocks  [64]sync.Mutex // striped by lead id
 	orderLocks [64]sync.Mutex // striped by order id: takes
+	zones      zones          // accounts' time zones, for reminders
 	intake     *intake
 
 	probeMu     sync.Mutex

@@ -43,6 +43,7 @@ type env struct {
 	found, leadID       int64
 	amoUser             int64
 	stages, users       []int64 // the main pipeline's stages, the account's users
+	jobField, dateField int64   // the deal's date_time and date fields
 }
 
 const execMapped = 5001 // a Telegram user mapped to the account's amoCRM user
@@ -57,7 +58,16 @@ func newEnv(t *testing.T, kind dbtest.Kind) *env {
 	e.amo = fakeamocrm.New(fakeamocrm.Options{DisableRateLimit: true})
 	t.Cleanup(e.amo.Close)
 	acc := e.amo.AddAccount(fakeamocrm.AccountSpec{Subdomain: "flowtest",
-		Users: []fakeamocrm.User{{ID: 71001, Name: "Admin", IsAdmin: true}, {ID: 71002, Name: "Manager"}}})
+		Users:      []fakeamocrm.User{{ID: 71001, Name: "Admin", IsAdmin: true}, {ID: 71002, Name: "Manager"}},
+		LeadFields: []fakeamocrm.CustomField{{Name: "Время работ", Type: "date_time"}, {Name: "Дата работ", Type: "date"}}})
+	for _, fd := range acc.LeadFields() {
+		switch fd.Type {
+		case "date_time":
+			e.jobField = fd.ID
+		case "date":
+			e.dateField = fd.ID
+		}
+	}
 	e.accountID, e.amoUser = acc.ID, acc.Users()[0].ID
 	p := acc.MainPipeline()
 	for _, st := range p.Statuses {
@@ -180,7 +190,7 @@ func TestTakeRace(t *testing.T) {
 		if got.Status != dispatch.OrderTaken || got.ExecutorID != int64(7000+winner) {
 			t.Errorf("order %s by %d, want taken by %d", got.Status, got.ExecutorID, 7000+winner)
 		}
-		for _, kind := range []string{EditTakenArgs{}.Kind(), UpdateLeadArgs{}.Kind(), AddNoteArgs{}.Kind()} {
+		for _, kind := range []string{EditTakenArgs{}.Kind(), UpdateLeadArgs{}.Kind(), AddNoteArgs{}.Kind(), PlanRemindersArgs{}.Kind()} {
 			if n := e.jobs(t, kind); n != 1 {
 				t.Errorf("%d %s jobs, want 1", n, kind)
 			}

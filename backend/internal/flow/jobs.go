@@ -315,4 +315,5 @@ func (f *Flow) register(w *river.Workers) {
 	river.AddWorker(w, river.WorkFunc(func(ctx context.Context, j *river.Job[ReconcileAccountArgs]) error {
 		return outcome(f.reconcileAccount(ctx, j.Args))
 	}))
+	f.registerReminders(w)
 }

@@ -48,6 +48,10 @@ const (
 	Released
 	// ReleaseKept: the executor answered "no" to the release question.
 	ReleaseKept
+	// Confirmed: the executor confirmed the job time from a reminder.
+	Confirmed
+	// ConfirmedAlready: the job time was confirmed before.
+	ConfirmedAlready
 )
 
 // PressResult tells the presser how a press ended.

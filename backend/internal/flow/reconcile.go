@@ -84,6 +84,9 @@ func (f *Flow) reconcileAccount(ctx context.Context, args ReconcileAccountArgs) 
 	if err := f.resume(ctx, accountID); err != nil {
 		return err
 	}
+	if err := f.reconcileReminders(ctx, api, s, args.Since); err != nil {
+		return err
+	}
 	if args.Since != 0 {
 		filter.UpdatedFrom = time.Unix(args.Since, 0)
 	}

@@ -135,7 +135,7 @@ func (f *Flow) Take(ctx context.Context, chatID int64, messageID int, orderID st
 			return err
 		}
 		jobs := []river.JobArgs{EditTakenArgs{AccountID: o.AccountID, OrderID: o.ID}, UpdateLeadArgs{AccountID: o.AccountID, OrderID: o.ID},
-			AddNoteArgs{AccountID: o.AccountID, OrderID: o.ID}}
+			AddNoteArgs{AccountID: o.AccountID, OrderID: o.ID}, PlanRemindersArgs{AccountID: o.AccountID, OrderID: o.ID}}
 		if isCopy(o, chatID, messageID) {
 			jobs = append(jobs, copyArgs(o, chatID, messageID))
 		}

@@ -90,6 +90,11 @@ type (
 		// ("on_way", "started", "done", "released"), null for all.
 		StatusStages  map[string]int64 `json:"status_stages"`
 		StatusButtons []string         `json:"status_buttons"`
+		// JobTimeFieldID is the deal's date or date_time field holding the
+		// job time (0: no reminders); ReminderOffsetsMin are the reminders'
+		// minutes before it, largest first, null for the defaults (1440, 60).
+		JobTimeFieldID     int64   `json:"job_time_field_id"`
+		ReminderOffsetsMin []int64 `json:"reminder_offsets_min"`
 		// Ladder escalates an order nobody takes; null or missing gives
 		// the default (bump after 15 minutes, task after 60).
 		Ladder *LadderView `json:"ladder"`
@@ -104,7 +109,9 @@ type (
 		ExpireHours    int   `json:"expire_hours"`
 	}
 	// NextStepView is the earliest scheduled step of the deal's order (a
-	// ladder step: bump, fallback, task, expire; reminders add their kinds).
+	// ladder step: bump, fallback, task, expire; or reminder, the
+	// executor's next reminder before the job time, whose at carries the
+	// account's UTC offset).
 	NextStepView struct {
 		Kind string    `json:"kind"`
 		At   time.Time `json:"at"`
@@ -194,6 +201,7 @@ func settingsView(s dispatch.Settings) SettingsView {
 				rv.StatusButtons = append(rv.StatusButtons, string(st))
 			}
 		}
+		rv.JobTimeFieldID, rv.ReminderOffsetsMin = reminderViews(r)
 		v.Rules = append(v.Rules, rv)
 	}
 	v.ContactPolicy = string(s.ContactPolicy)
@@ -224,6 +232,7 @@ func settingsFrom(v SettingsView) (dispatch.Settings, error) {
 				rule.StatusButtons = append(rule.StatusButtons, dispatch.OrderStatus(st))
 			}
 		}
+		rule.JobTimeFieldID, rule.ReminderOffsets = reminderRule(r)
 		s.Rules = append(s.Rules, rule)
 	}
 	for tgStr, amoUser := range v.ExecutorUsers {
@@ -274,4 +283,31 @@ func ladderFrom(v *LadderView) dispatch.Ladder {
 	}
 	return dispatch.Ladder{BumpAfter: time.Duration(v.BumpMin) * time.Minute, FallbackAfter: time.Duration(v.FallbackMin) * time.Minute,
 		FallbackChatID: v.FallbackChatID, TaskAfter: time.Duration(v.TaskMin) * time.Minute, ExpireAfter: time.Duration(v.ExpireHours) * time.Hour}
+}
+
+// reminderViews are a rule's job-time field and offsets in minutes (nil: the defaults).
+func reminderViews(r dispatch.Rule) (int64, []int64) {
+	if r.ReminderOffsets == nil {
+		return r.JobTimeFieldID, nil
+	}
+	mins := []int64{}
+	for _, d := range r.ReminderOffsets {
+		mins = append(mins, int64(d/time.Minute))
+	}
+	return r.JobTimeFieldID, mins
+}
+
+// reminderRule reads a rule's job-time field and offsets from minutes.
+func reminderRule(v RuleView) (int64, []time.Duration) {
+	if v.ReminderOffsetsMin == nil {
+		return v.JobTimeFieldID, nil
+	}
+	offs := []time.Duration{}
+	for _, m := range v.ReminderOffsetsMin {
+		if m < 0 || m > int64(dispatch.MaxReminderOffset/time.Minute) {
+			m = -1 // out of range, and refused as such without overflowing
+		}
+		offs = append(offs, time.Duration(m)*time.Minute)
+	}
+	return v.JobTimeFieldID, offs
 }

@@ -254,7 +254,7 @@ func (w *Widget) catalog(ctx context.Context, accountID int64, s dispatch.Settin
 	if c.Chats, err = w.svc.db.Chats(ctx, accountID); err != nil {
 		return c, err
 	}
-	if s.OrderFieldIDs != nil {
+	if s.OrderFieldIDs != nil || jobTimeFields(s) {
 		if c.Fields, err = w.fields(ctx, api, false); err != nil {
 			return c, err
 		}
@@ -293,8 +293,10 @@ func (w *Widget) Deal(ctx context.Context, a dispatch.Account, leadID int64) (De
 		return d, err
 	}
 	d.NextStep = dispatch.NextTimer(timers...)
-	d.Timeline, err = w.svc.db.LeadEvents(ctx, a.ID, leadID)
-	return d, err
+	if d.Timeline, err = w.svc.db.LeadEvents(ctx, a.ID, leadID); err != nil {
+		return d, err
+	}
+	return d, w.nextReminder(ctx, o, &d)
 }
 
 // SetDealChat chooses this deal's target chat (0 returns to the default).

@@ -38,6 +38,8 @@ type ruleRow struct {
 	FallbackChatID   int64
 	TaskAfterMin     int
 	ExpireAfterH     int
+	JobTimeFieldID   int64
+	ReminderOffsets  string
 	UpdatedAt        time.Time
 }
 
@@ -107,6 +109,9 @@ func (db *DB) Rules(ctx context.Context, accountID int64) ([]dispatch.Rule, erro
 		if err := json.Unmarshal([]byte(r.TriggerStageIDs), &rule.TriggerStageIDs); err != nil {
 			return nil, translate(err, "rule stages")
 		}
+		if err := readReminders(r, &rule); err != nil {
+			return nil, err
+		}
 		if r.StatusStages != "" {
 			if err := json.Unmarshal([]byte(r.StatusStages), &rule.StatusStages); err != nil {
 				return nil, translate(err, "rule status stages")
@@ -153,6 +158,7 @@ func (db *DB) SaveSettings(ctx context.Context, s dispatch.Settings) error {
 				b, _ := json.Marshal(r.StatusButtons)
 				row.StatusButtons = string(b)
 			}
+			writeReminders(r, &row)
 			if err := tx.Create(&row).Error; err != nil {
 				return err
 			}

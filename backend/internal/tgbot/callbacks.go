@@ -32,6 +32,8 @@ var answerKeys = map[flow.Outcome]string{
 	flow.ReleaseAsk:          "cb.release_ask",
 	flow.Released:            "cb.released",
 	flow.ReleaseKept:         "cb.release_kept",
+	flow.Confirmed:           "cb.confirmed",
+	flow.ConfirmedAlready:    "cb.confirmed_already",
 }
 
 // onCallback answers a button press. The answer never waits on amoCRM or on
@@ -72,6 +74,10 @@ func (b *Handler) onCallback(ctx context.Context, q *models.CallbackQuery) error
 		// The executor's private card: the presser must be the order's
 		// executor, which flow checks; the chat proves nothing here.
 		res, err = b.o.Orders.StatusPress(ctx, strings.TrimPrefix(q.Data, flow.ActionStatus), user)
+	case strings.HasPrefix(q.Data, flow.ActionRemind):
+		// A reminder before the job time, in the executor's private chat:
+		// as with the card, flow checks the presser is the executor.
+		res, err = b.o.Orders.ReminderPress(ctx, strings.TrimPrefix(q.Data, flow.ActionRemind), messageID, user)
 	case strings.HasPrefix(q.Data, flow.ActionPhone):
 		res, err = b.o.Orders.RequestContact(ctx, chatID, messageID, strings.TrimPrefix(q.Data, flow.ActionPhone), user)
 	default:

@@ -60,6 +60,9 @@ type Orders interface {
 	// StatusPress is a button of the executor's private card (data after
 	// flow.ActionStatus); Mine answers /my.
 	StatusPress(ctx context.Context, data string, user dispatch.Executor) (flow.PressResult, error)
+	// ReminderPress is a button of a reminder before the job time (data
+	// after flow.ActionRemind) on messageID of the private chat.
+	ReminderPress(ctx context.Context, data string, messageID int, user dispatch.Executor) (flow.PressResult, error)
 	Mine(ctx context.Context, user dispatch.Executor, messageID int) error
 }
 

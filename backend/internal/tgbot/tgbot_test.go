@@ -52,6 +52,14 @@ type fakeOrders struct {
 	startToken    func(token string) error
 	status        func(data string) (flow.PressResult, error)
 	mine          func(telegramID int64) error
+	remind        func(data string, messageID int) (flow.PressResult, error)
+}
+
+func (o fakeOrders) ReminderPress(_ context.Context, data string, messageID int, _ dispatch.Executor) (flow.PressResult, error) {
+	if o.remind == nil {
+		o.t.Fatal("ReminderPress called")
+	}
+	return o.remind(data, messageID)
 }
 
 func (o fakeOrders) StatusPress(_ context.Context, data string, _ dispatch.Executor) (flow.PressResult, error) {
@@ -148,6 +156,11 @@ func TestPressAnswers(t *testing.T) {
 		{data: "s:Ro1", res: flow.PressResult{Outcome: flow.Released}, key: "cb.released"},
 		{data: "s:xo1", res: flow.PressResult{Outcome: flow.ReleaseKept}, key: "cb.release_kept"},
 		{data: "p:o1", res: flow.PressResult{Outcome: flow.ContactExecutorOnly}, key: "cb.executor_only"},
+		{data: "m:co1", res: flow.PressResult{Outcome: flow.Confirmed}, key: "cb.confirmed"},
+		{data: "m:co1", res: flow.PressResult{Outcome: flow.ConfirmedAlready}, key: "cb.confirmed_already"},
+		{data: "m:co1", res: flow.PressResult{Outcome: flow.NotYours}, key: "cb.not_yours"},
+		{data: "m:ro1", res: flow.PressResult{Outcome: flow.ReleaseAsk}, key: "cb.release_ask"},
+		{data: "m:Ro1", res: flow.PressResult{Outcome: flow.Released}, key: "cb.released"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s %v %v", tc.data, tc.res.Outcome, tc.err), func(t *testing.T) {
@@ -159,7 +172,13 @@ func TestPressAnswers(t *testing.T) {
 				return tc.res, tc.err
 			}
 			status := func(data string) (flow.PressResult, error) { return decide(data[1:]) }
-			h := New(Options{Client: c, Orders: fakeOrders{t: t, take: decide, contact: decide, status: status}})
+			remind := func(data string, messageID int) (flow.PressResult, error) {
+				if messageID != 10 {
+					t.Errorf("reminder press on message %d, want the pressed 10", messageID)
+				}
+				return decide(data[1:])
+			}
+			h := New(Options{Client: c, Orders: fakeOrders{t: t, take: decide, contact: decide, status: status, remind: remind}})
 			err := h.handle(context.Background(), press(tc.data, tc.data))
 			if (err != nil) != tc.wantErr {
 				t.Errorf("handle: %v, want error %v", err, tc.wantErr)
@@ -180,8 +199,12 @@ func TestForgedPressReachesNoUseCase(t *testing.T) {
 	if err := h.handle(context.Background(), press("t:other-order", "t:o1", "p:o1")); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.answers) != 1 || c.answers[0].text != i18n.T("en", "cb.stale") {
-		t.Errorf("answers %q, want the stale-button answer", c.answers)
+	// A reminder's confirmation forged onto another reminder.
+	if err := h.handle(context.Background(), press("m:cother-order", "m:co1", "m:ro1")); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.answers) != 2 || c.answers[0].text != i18n.T("en", "cb.stale") || c.answers[1].text != i18n.T("en", "cb.stale") {
+		t.Errorf("answers %q, want the stale-button answer twice", c.answers)
 	}
 }
 
