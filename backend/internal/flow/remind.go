@@ -423,20 +423,9 @@ func lastLine(text string) string {
 // cannot access, which is not edited). Only the order's executor changes
 // anything; "Release" asks first and then releases exactly as the card does.
 func (f *Flow) ReminderPress(ctx context.Context, data string, messageID int, user dispatch.Executor) (PressResult, error) {
-	if len(data) < 2 {
-		return PressResult{Outcome: Closed}, nil
-	}
-	code, orderID := data[0], data[1:]
-	o, err := f.db.OrderByID(ctx, orderID)
-	if errors.Is(err, dispatch.ErrNotFound) {
-		return PressResult{Outcome: Closed}, nil
-	}
-	if err != nil {
-		return PressResult{}, err
-	}
-	if o.ExecutorID != user.TelegramID || o.ExecutorID == 0 {
-		f.log.Info("a reminder press by someone other than the executor, ignored", "order_id", o.ID, "telegram_id", user.TelegramID)
-		return PressResult{Outcome: NotYours}, nil
+	code, o, answer, err := f.executorsOrder(ctx, data, user, "reminder")
+	if answer != nil || err != nil {
+		return *answer, err
 	}
 	edit := func(tx *store.Tx, ask bool) error {
 		if messageID == 0 {

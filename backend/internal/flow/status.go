@@ -60,25 +60,36 @@ func releaseQuestion(lang, orderID string) [][]telegram.Button {
 	}
 }
 
+// executorsOrder reads the order a private button's data (a code, then the
+// order id) names. Only the order's executor may act on it: for anyone else,
+// or an order that is gone, answer is what the press gets.
+func (f *Flow) executorsOrder(ctx context.Context, data string, user dispatch.Executor, what string) (code byte, o dispatch.Order, answer *PressResult, err error) {
+	if len(data) < 2 {
+		return 0, o, &PressResult{Outcome: Closed}, nil
+	}
+	code, orderID := data[0], data[1:]
+	o, err = f.db.OrderByID(ctx, orderID)
+	if errors.Is(err, dispatch.ErrNotFound) {
+		return 0, o, &PressResult{Outcome: Closed}, nil
+	}
+	if err != nil {
+		return 0, o, &PressResult{}, err
+	}
+	if o.ExecutorID != user.TelegramID || o.ExecutorID == 0 {
+		f.log.Info("a "+what+" press by someone other than the executor, ignored", "order_id", o.ID, "telegram_id", user.TelegramID)
+		return 0, o, &PressResult{Outcome: NotYours}, nil
+	}
+	return code, o, nil, nil
+}
+
 // StatusPress handles a button of the executor's private card (data without
 // ActionStatus). Only the order's executor changes anything; the answer
 // never waits on amoCRM or Telegram: the note, the stage move and the card's
 // edit are jobs queued in the transaction that changed the status.
 func (f *Flow) StatusPress(ctx context.Context, data string, user dispatch.Executor) (PressResult, error) {
-	if len(data) < 2 {
-		return PressResult{Outcome: Closed}, nil
-	}
-	code, orderID := data[0], data[1:]
-	o, err := f.db.OrderByID(ctx, orderID)
-	if errors.Is(err, dispatch.ErrNotFound) {
-		return PressResult{Outcome: Closed}, nil
-	}
-	if err != nil {
-		return PressResult{}, err
-	}
-	if o.ExecutorID != user.TelegramID || o.ExecutorID == 0 {
-		f.log.Info("a card press by someone other than the executor, ignored", "order_id", o.ID, "telegram_id", user.TelegramID)
-		return PressResult{Outcome: NotYours}, nil
+	code, o, answer, err := f.executorsOrder(ctx, data, user, "card")
+	if answer != nil || err != nil {
+		return *answer, err
 	}
 	switch code {
 	case codeRelease, codeReleaseNo:
