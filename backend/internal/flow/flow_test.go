@@ -368,3 +368,26 @@ func TestStubbedClockRunsScheduledJobs(t *testing.T) {
 		})
 	}
 }
+
+// The post job queued by a webhook (which carries its time for the latency
+// metric) and the reconciler's job for the same order are one job: two
+// would post the order twice.
+func TestOnePostJobPerOrder(t *testing.T) {
+	for _, kind := range dbtest.Kinds(t) {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, kind)
+			o := e.openOrder(t, 0)
+			for _, at := range []time.Time{time.Now(), {}} {
+				if err := e.db.InTx(ctx, func(tx *store.Tx) error {
+					return e.f.enqueue(ctx, tx, PostOrderArgs{AccountID: o.AccountID, OrderID: o.ID, WebhookAt: at})
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := e.jobs(t, PostOrderArgs{}.Kind()); n != 1 {
+				t.Fatalf("%d post jobs for one order", n)
+			}
+		})
+	}
+}

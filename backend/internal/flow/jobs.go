@@ -47,11 +47,12 @@ type DispatchLeadsArgs struct {
 func (DispatchLeadsArgs) Kind() string { return "dispatch_leads" }
 
 type PostOrderArgs struct {
-	AccountID int64  `json:"account_id"`
-	OrderID   string `json:"order_id"`
+	AccountID int64  `json:"account_id" river:"unique"`
+	OrderID   string `json:"order_id" river:"unique"`
 	// WebhookAt is when the webhook that created the order was accepted
 	// (unset for orders the reconciler or the deal card created), for the
-	// webhook-to-post latency.
+	// webhook-to-post latency. Not part of the job's identity: the
+	// reconciler's job for the same order is the same job.
 	WebhookAt time.Time `json:"webhook_at,omitzero"`
 }
 
