@@ -28,19 +28,9 @@ define([], function () {
     // The order's next scheduled step ({kind, at} from the backend): each
     // kind names its text; a kind this version does not know is not shown.
     var NEXT = {
-      bump: 'ui.card.next_bump', fallback: 'ui.card.next_fallback', task: 'ui.card.next_task', expire: 'ui.card.next_expire'
+      bump: 'ui.card.next_bump', fallback: 'ui.card.next_fallback', task: 'ui.card.next_task', expire: 'ui.card.next_expire',
+      reminder: 'ui.card.next_reminder'
     };
-    function clock(iso) {
-      var d = new Date(iso);
-      if (isNaN(d.getTime())) { return ''; }
-      var hm = ('0' + d.getHours()).slice(-2) + ':' + ('0' + d.getMinutes()).slice(-2);
-      return d.toDateString() === new Date().toDateString() ? hm : d.toLocaleDateString() + ' ' + hm;
-    }
-    function nextStep(n) {
-      if (!n || !NEXT[n.kind]) { return ''; }
-      return '<div class="amodispatch-next-step amodispatch-muted" data-kind="' + esc(n.kind) + '">' +
-        esc(t(NEXT[n.kind], { time: clock(n.at) })) + '</div>';
-    }
     function who(o) {
       var x = o.executor || {};
       return (x.name || '') + (x.username ? ' @' + x.username : '');
@@ -65,15 +55,16 @@ define([], function () {
       return h + '</ul></div>';
     }
 
-    // The order's next scheduled step, "reminder at 09:00": the clock time
-    // is read from the timestamp as the backend wrote it, with the account's
-    // UTC offset, so it is the account's time whatever the browser's zone.
-    var NEXT = { reminder: 'ui.card.next_reminder' };
+    // The order's next scheduled step, "bump at 14:30", "reminder at 09:00":
+    // the clock time is read from the timestamp as the backend wrote it, with
+    // the account's UTC offset, so it is the account's time whatever the
+    // browser's zone.
     function nextStep(n) {
       if (!n || !NEXT[n.kind]) { return ''; }
       var m = /T(\d\d:\d\d)/.exec(String(n.at || ''));
       if (!m) { return ''; }
-      return '<div class="amodispatch-next amodispatch-next--' + esc(n.kind) + '">' + esc(t(NEXT[n.kind], { time: m[1] })) + '</div>';
+      return '<div class="amodispatch-next-step amodispatch-muted amodispatch-next--' + esc(n.kind) + '" data-kind="' + esc(n.kind) + '">' +
+        esc(t(NEXT[n.kind], { time: m[1] })) + '</div>';
     }
 
     function status(o) {
