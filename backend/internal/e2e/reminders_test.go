@@ -40,7 +40,10 @@ func (tn *tenant) jobTimeField(t testing.TB, e *env, b *backend) int64 {
 	// field kept with the default offsets.
 	tok = widgetToken(t, b, tn.acc.ID, tn.acc.Subdomain, nil) // checked on the wall clock
 	rule := func(field int64) string {
-		return fmt.Sprintf(`{"show_budget":true,"rules":[{"pipeline_id":%d,"trigger_stage_ids":[%d],"found_stage_id":%d,"default_chat_id":%d,"job_time_field_id":%d}]}`,
+		// The ladder is switched off: a rule saved without one would get the
+		// ladder's defaults, and these tests are about reminders alone.
+		return fmt.Sprintf(`{"show_budget":true,"rules":[{"pipeline_id":%d,"trigger_stage_ids":[%d],"found_stage_id":%d,"default_chat_id":%d,"job_time_field_id":%d,`+
+			`"ladder":{"bump_min":0,"fallback_min":0,"fallback_chat_id":0,"task_min":0,"expire_hours":0}}]}`,
 			tn.pipeline, tn.statusByIndex(1), tn.statusByIndex(2), tn.group.ID, field)
 	}
 	if status, raw := widgetRaw(t, b, "PUT", "/api/widget/settings", tok, rule(tn.acc.ID+10)); status != 400 ||
